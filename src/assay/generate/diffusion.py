@@ -1,0 +1,76 @@
+"""Diffusion sampling for a masked LM: start from [MASK]s, unmask over `steps` iterations.
+
+Each step samples every masked position, then re-masks the least confident of the new tokens
+so that the number still masked follows a linear schedule from all of them down to none (the
+low-confidence remasking of MaskGIT / LLaDA). Texts longer than the model's block are made
+window by window, each window keeping the last half block of the text so far as its context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from assay.generate.sampling import draw, probabilities
+from assay.masking.strategies import Vocab
+
+
+@torch.no_grad()
+def unmask(
+    model,
+    x: torch.Tensor,
+    vocab: Vocab,
+    steps: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    gen: torch.Generator | None = None,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Fill the [MASK] positions of x (B, T) in `steps` steps; other positions stay as given."""
+    gen = gen or torch.Generator().manual_seed(0)
+    banned = list(vocab.special_ids)
+    x = x.clone()
+    n0 = (x == vocab.mask_id).sum(1)  # (B,)
+    for s in range(steps):
+        masked = x == vocab.mask_id  # (B, T)
+        if not masked.any():
+            break
+        logits, _ = model(x)  # (B, T, V)
+        ids, conf = draw(probabilities(logits[masked], temperature, top_p, banned), gen)
+        proposal = x.clone()
+        proposal[masked] = ids
+        confidence = torch.full(x.shape, float("inf"), device=x.device)
+        confidence[masked] = conf
+        still = torch.floor(n0 * (1.0 - (s + 1) / steps)).long()  # (B,) to stay masked after this step
+        rank = confidence.argsort(dim=1).argsort(dim=1)  # 0 = least confident
+        x = proposal.masked_fill(masked & (rank < still[:, None]), vocab.mask_id)
+        if on_step is not None:
+            on_step(s, x)
+    return x
+
+
+@torch.no_grad()
+def generate_diffusion(
+    model,
+    vocab: Vocab,
+    length: int,
+    steps: int,
+    block_size: int,
+    prompt: list[int] | None = None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    gen: torch.Generator | None = None,
+    device="cpu",
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
+) -> list[int]:
+    """`length` new token ids after `prompt`."""
+    seq = list(prompt or [])
+    target = len(seq) + length
+    while len(seq) < target:
+        context = seq[-(block_size // 2) :] if seq else []
+        n_new = min(block_size - len(context), target - len(seq))
+        x = torch.tensor([context + [vocab.mask_id] * n_new], device=device)
+        x = unmask(model, x, vocab, steps, temperature, top_p, gen, on_step)
+        seq.extend(x[0, len(context) :].tolist())
+    return seq[len(prompt or []) :]

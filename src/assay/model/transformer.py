@@ -1,0 +1,264 @@
+"""One transformer trunk, three heads.
+
+Pre-norm blocks, rotary position embeddings, `scaled_dot_product_attention`, bidirectional or
+causal attention. The head is chosen by `ModelConfig.mode`:
+
+    language_model    logits (B, T, V); the LM head shares its weight with the token embedding
+    token_classifier  logits (B, T, C)
+    sequence_scorer   logits (B,) -- the score is sigmoid(logit), in [0, 1]
+
+`forward(idx, targets=None, padding_mask=None)` returns `(logits, loss)`; the loss is None
+without targets. Label conventions (the same everywhere in assay):
+
+    language_model    targets (B, T) int64, -100 where there is nothing to predict. With targets
+                      the logits are returned only at supervised positions, shape (N, V), in
+                      row-major order of `targets != -100` -- a masked LM never pays for the
+                      vocabulary projection of the positions it does not predict. Optional
+                      `weights` (B, T) make the loss sum(w * ce) / sum(w) (e.g. the ELBO's 1/t).
+    token_classifier  targets (B, T) int64 with -100 ignored, or soft targets (B, T, C) float
+                      (rows that sum to 0 are ignored); optional class weights (a buffer).
+    sequence_scorer   targets (B,) float in [0, 1]; MSE on sigmoid(logit), or BCE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from assay.model.config import ModelConfig
+
+IGNORE_INDEX = -100
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE), cos/sin tables cached per sequence length."""
+
+    def __init__(self, head_dim: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cache: tuple[int, torch.device, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None or self._cache[0] < seq_len or self._cache[1] != device:
+            t = torch.arange(seq_len, device=device, dtype=torch.float32)
+            freqs = torch.outer(t, self.inv_freq.to(device))  # (T, D/2)
+            self._cache = (seq_len, device, freqs.cos(), freqs.sin())
+        _, _, cos, sin = self._cache
+        return cos[:seq_len], sin[:seq_len]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[..., :D/2], x[..., D/2:]) of x (B, H, T, D) by position angles (T, D/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.causal = cfg.causal
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, attn_mask):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) -> (B, H, T, D)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=self.causal and attn_mask is None,
+        )
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, attn_mask):
+        x = x + self.attn(self.ln1(x), cos, sin, attn_mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """The trunk (`embed`, `blocks`, `ln_f`) plus one head (`head`)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("ModelConfig.vocab_size must be set (it comes from the tokenizer)")
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.rotary = Rotary(cfg.n_embd // cfg.n_head, cfg.rope_base)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        if cfg.mode == "language_model":
+            self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+            self.head.weight = self.embed.weight  # tied input/output embeddings
+        elif cfg.mode == "token_classifier":
+            self.head = nn.Linear(cfg.n_embd, cfg.num_classes, bias=True)
+            # Weights of the classes in the loss; set once from the training distribution.
+            self.register_buffer("class_weights", torch.ones(cfg.num_classes))
+        else:
+            self.head = nn.Linear(cfg.n_embd, 1, bias=True)
+        self.frozen_trunk = False
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        # GPT-2: residual projections scaled down by depth so the residual stream stays O(1)
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.mlp.proj):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
+
+    # ----------------------------------------------------------------------------------------
+    def trunk(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states (B, T, C) for token ids idx (B, T); padding_mask (B, T) is True on real tokens."""
+        B, T = idx.shape
+        cos, sin = self.rotary(T, idx.device)
+        attn_mask = None
+        if padding_mask is not None and not bool(padding_mask.all()):
+            attn_mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): keys that may be attended
+            if self.cfg.causal:
+                causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                attn_mask = attn_mask & causal
+        x = self.drop(self.embed(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin, attn_mask)
+        return self.ln_f(x)
+
+    def forward(self, idx, targets=None, padding_mask=None, weights=None):
+        x = self.trunk(idx, padding_mask)  # (B, T, C)
+        mode = self.cfg.mode
+        if mode == "language_model":
+            if targets is None:
+                return self.head(x), None
+            keep = targets != IGNORE_INDEX  # (B, T)
+            logits = self.head(x[keep])  # (N, V)
+            if not logits.numel():
+                return logits, x.sum() * 0.0
+            if weights is None:
+                return logits, F.cross_entropy(logits, targets[keep])
+            w = weights[keep].to(logits.dtype)  # (N,)
+            ce = F.cross_entropy(logits, targets[keep], reduction="none")
+            return logits, (w * ce).sum() / w.sum().clamp_min(1e-12)
+        if mode == "token_classifier":
+            logits = self.head(x)  # (B, T, C)
+            return logits, None if targets is None else self._token_loss(logits, targets)
+        pooled = x[:, 0] if self.cfg.pooling == "cls" else _mean_pool(x, padding_mask)  # (B, C)
+        logits = self.head(pooled).squeeze(-1)  # (B,)
+        return logits, None if targets is None else self._score_loss(logits, targets)
+
+    def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        C = logits.size(-1)
+        flat = logits.reshape(-1, C)
+        if targets.is_floating_point():  # soft targets (B, T, C)
+            soft = targets.reshape(-1, C)
+            keep = soft.sum(-1) > 0
+            if not keep.any():
+                return flat.sum() * 0.0
+            per_row = -(soft[keep] * F.log_softmax(flat[keep].float(), dim=-1) * self.class_weights).sum(-1)
+            return per_row.mean()
+        if not (targets != IGNORE_INDEX).any():
+            return flat.sum() * 0.0
+        return F.cross_entropy(flat, targets.reshape(-1), weight=self.class_weights, ignore_index=IGNORE_INDEX)
+
+    def _score_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.to(logits.dtype)
+        if self.cfg.score_loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.mse_loss(torch.sigmoid(logits), targets)
+
+    # ----------------------------------------------------------------------------------------
+    def freeze_trunk(self, frozen: bool = True) -> None:
+        """Feature extraction: the trunk stops learning and runs in eval mode (no dropout).
+
+        Only the head (and, for a tied LM head, nothing else) keeps `requires_grad`. An optimizer
+        must be built from `trainable_parameters()` after this call.
+        """
+        self.frozen_trunk = frozen
+        for name, param in self.named_parameters():
+            param.requires_grad = not frozen or name.startswith("head.")
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_trunk:  # a frozen trunk is a fixed feature extractor: keep dropout off
+            for name, module in self.named_children():
+                if name != "head":
+                    module.train(False)
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def num_parameters(self, exclude_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.embed.weight.numel() if exclude_embedding else n
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token (forward + backward): 6N for the weights plus attention scores.
+
+        Counts the full vocabulary projection at every position, as a dense LM pays it.
+        """
+        cfg = self.cfg
+        n_weights = self.num_parameters(exclude_embedding=True)
+        if cfg.mode == "language_model":
+            n_weights += self.embed.weight.numel()  # the tied head is a matmul too
+        attn = 12 * cfg.n_layer * cfg.n_embd * seq_len  # QK^T and AV, forward + backward
+        return 6 * n_weights + attn
+
+
+def class_weights_from_counts(counts: torch.Tensor, smoothing: float = 1.0) -> torch.Tensor:
+    """Balanced class weights n / (C * count) from label counts over the *training data*.
+
+    Computed once (not per batch, whose counts jump and miss classes); `smoothing` is added to
+    every count so an absent class gets a large finite weight instead of a division by zero.
+    The weights average to ~1, keeping the loss on the scale of the unweighted one.
+    """
+    counts = counts.double() + smoothing
+    return (counts.sum() / (len(counts) * counts)).float()
+
+
+def _mean_pool(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    if padding_mask is None:
+        return x.mean(dim=1)
+    w = padding_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)

@@ -1,0 +1,325 @@
+"""The training loop: one loop for every mode; a task (assay.train.tasks) supplies batches and
+validation.
+
+Resume is exact: a checkpoint holds the model, AdamW moments, the iteration, the data cursor,
+the curriculum and every RNG (torch's global one, which drives dropout, and the task's
+generators, per rank), so a run stopped at iteration k and resumed logs the same losses as one
+that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from assay.config import apply_override, to_dict, validate
+from assay.data.tokenizer import load_tokenizer
+from assay.data.tokens import prepare_tokens
+from assay.errors import ConfigError
+from assay.io import atomic_write_json, replace_directory
+from assay.model import Transformer
+from assay.progress import console, make_progress
+from assay.rng import stable_seed
+from assay.train.checkpoint import Checkpoint, save_checkpoint
+from assay.train.config import TrainingConfig
+from assay.train.distributed import Dist
+from assay.train.metrics import MetricsLog, plot_loss_curve
+from assay.train.optim import build_optimizer, lr_at
+from assay.train.tasks import make_task
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    iters: int
+    final: dict[str, Any]
+    interrupted: bool
+    seconds: float
+    rank: int = 0  # under torchrun, only rank 0 reports
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("run.device = 'cuda' but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def config_for_resume(ckpt: Checkpoint, out_dir: str | Path, overrides: list[str]) -> TrainingConfig:
+    """The checkpoint's config with `--set` overrides; what defines the model and data is fixed."""
+    tree = to_dict(ckpt.config)
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    tree["run"]["out_dir"] = str(out_dir)
+    cfg = validate(TrainingConfig, tree)
+    before = to_dict(ckpt.config)
+    for section in ("model", "data"):
+        for key, value in to_dict(cfg)[section].items():
+            if before[section][key] != value:
+                raise ConfigError(f"cannot change {section}.{key} when resuming (it defines the model or its data)")
+    if to_dict(cfg)["masking"]["stages"] != before["masking"]["stages"] or cfg.run.seed != ckpt.config.run.seed:
+        raise ConfigError("cannot change masking.stages or run.seed when resuming")
+    return cfg
+
+
+def train(cfg: TrainingConfig, resume: Checkpoint | None = None) -> TrainResult:
+    device_type = resolve_device(cfg.run.device).type
+    dist = Dist.from_env(device_type)
+    try:
+        return Trainer(cfg, dist, resume).run()
+    finally:
+        dist.close()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainingConfig, dist: Dist, resume: Checkpoint | None):
+        self.cfg, self.dist, self.resume = cfg, dist, resume
+        self.out = Path(cfg.run.out_dir)
+        self.device = resolve_device(cfg.run.device, dist.local_rank)
+        self._stop = False
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _prepare_data(self):
+        """Rank 0 builds the tokenizer and token cache first; the other ranks then reuse both."""
+        cfg, dist = self.cfg, self.dist
+        tokenizer = self.resume.tokenizer if self.resume else None
+        shared = self.out / ".tokenizer"
+        if dist.is_main:
+            splits = prepare_tokens(cfg.data, tokenizer)
+            if dist.enabled:
+                splits.tokenizer.save(shared)
+        dist.barrier()
+        if not dist.is_main:
+            splits = prepare_tokens(cfg.data, tokenizer or load_tokenizer(shared))
+        dist.barrier()
+        if dist.is_main and dist.enabled:
+            shutil.rmtree(shared, ignore_errors=True)
+        return splits
+
+    def _setup(self):
+        cfg = self.cfg
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        torch.manual_seed(stable_seed(cfg.run.seed, "torch", self.dist.rank))  # dropout
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.dist.barrier()
+        self.splits = self._prepare_data()
+        cfg.model.vocab_size = self.splits.tokenizer.vocab_size
+        self.model = self.resume.build_model(self.device) if self.resume else Transformer(cfg.model).to(self.device)
+        self.model.train()
+        self.task = make_task(cfg, self.splits, self.dist, self.device)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.iter, self.best = 0, math.inf
+        if self.resume:
+            state = self.resume.state
+            self.resume.load_optimizer(self.optimizer)
+            self.task.load_state_dict(state["task"])
+            rank_state = self.resume.rank_state(self.dist.rank)
+            torch.set_rng_state(rank_state["torch_rng"])
+            self.task.load_rank_state_dict(rank_state["task"])
+            self.iter = int(state["iter"])
+            self.best = math.inf if state["best_val_loss"] is None else float(state["best_val_loss"])
+        self.step_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_model = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.train.compile:
+            self.step_model = self._compile(self.step_model)
+        if self.dist.is_main:
+            atomic_write_json(self.out / "config.json", to_dict(cfg))
+            self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=self.iter if self.resume else None)
+
+    def _compile(self, module):
+        """torch.compile with a trial step; on any failure warn and stay in eager mode.
+
+        The trial consumes no training randomness: task and RNG state are restored afterwards.
+        """
+        saved = (self.task.state_dict(), self.task.rank_state_dict(), torch.get_rng_state())
+        batch = {k: v.to(self.device) for k, v in self.task.train_batch().items()}
+        try:
+            compiled = torch.compile(module)
+            with self._autocast():
+                _, loss = compiled(**batch)
+            loss.backward()
+            result = compiled
+        except Exception as exc:  # compilation fails in many ways (no compiler, unsupported op, ...)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            self._log(
+                f"[yellow]warning:[/] torch.compile failed ({type(exc).__name__}: {first}); training in eager mode"
+            )
+            torch._dynamo.reset()
+            result = module
+        self.model.zero_grad(set_to_none=True)
+        self.task.load_state_dict(saved[0])
+        self.task.load_rank_state_dict(saved[1])
+        torch.set_rng_state(saved[2])
+        return result
+
+    def _autocast(self):
+        if self.cfg.train.dtype == "bfloat16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _log(self, message: str) -> None:
+        if self.dist.is_main:
+            console.print(message)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        self._setup()
+        cfg, tc = self.cfg, self.cfg.train
+        if self.dist.is_main:
+            n_params = self.model.num_parameters()
+            self._log(
+                f"[bold]assay train[/] {cfg.objective} | {n_params / 1e6:.2f}M parameters | "
+                f"vocab {cfg.model.vocab_size} | {len(self.splits.train):,} train / {len(self.splits.val):,} val tokens"
+                f" | {self.dist.world_size} process(es) on {self.device}"
+                + (f" | resuming at iter {self.iter}" if self.resume else "")
+            )
+        tokens_per_iter = tc.batch_size * tc.grad_accum * self.task.block_len * self.dist.world_size
+        previous_handler = self._install_signal_handler()
+        started = time.perf_counter()
+        final: dict[str, Any] = {}
+        interrupted = False
+        try:
+            with make_progress(self.dist.is_main) as progress:
+                bar = progress.add_task("train", total=tc.max_iters, completed=self.iter, info="")
+                window_start, window_iters = time.perf_counter(), 0
+                while self.iter < tc.max_iters:
+                    lr = lr_at(self.iter, tc)
+                    loss = self._step(lr)
+                    self.iter += 1
+                    window_iters += 1
+                    if self.iter % tc.log_interval == 0 or self.iter == tc.max_iters:
+                        loss = self.dist.sum(loss)[0] / self.dist.world_size
+                        elapsed = time.perf_counter() - window_start
+                        self._write(
+                            {
+                                "iter": self.iter,
+                                "train_loss": loss,
+                                "lr": lr,
+                                "tokens_per_s": tokens_per_iter * window_iters / max(elapsed, 1e-9),
+                            }
+                        )
+                        window_start, window_iters = time.perf_counter(), 0
+                        progress.update(bar, info=f"loss {loss:.4f}")
+                    progress.update(bar, advance=1)
+                    if self.iter % tc.eval_interval == 0 or self.iter == tc.max_iters:
+                        final = self._evaluate_and_save(final=self.iter == tc.max_iters)
+                    if self.dist.any(self._stop):
+                        interrupted = True
+                        self._save("last")
+                        self._log(f"interrupted at iter {self.iter}; continue with: assay train --resume {self.out}")
+                        break
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+            if self.dist.is_main:
+                self.metrics.close()
+        seconds = time.perf_counter() - started
+        if self.dist.is_main:
+            if tc.plot:
+                plot_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png", f"{cfg.objective}: {self.out.name}")
+            if final:
+                atomic_write_json(self.out / "eval.json", {"iter": self.iter, **final})
+        return TrainResult(self.out, self.iter, final, interrupted, seconds, self.dist.rank)
+
+    def _step(self, lr: float) -> float:
+        tc = self.cfg.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for micro in range(tc.grad_accum):
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in self.task.train_batch().items()}
+            last = micro == tc.grad_accum - 1
+            sync = nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
+            with sync:
+                with self._autocast():
+                    _, loss = self.step_model(**batch)
+                (loss / tc.grad_accum).backward()
+            total += float(loss.detach())
+        if tc.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), tc.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / tc.grad_accum
+
+    def _evaluate_and_save(self, final: bool) -> dict[str, Any]:
+        self.model.eval()
+        with self._autocast():
+            metrics = self.task.evaluate(self.model, final=final)
+        self.model.train()
+        message = self.task.observe(metrics)
+        self._write({"iter": self.iter, **metrics})
+        if message:
+            self._write({"iter": self.iter, "event": "stage", "stage": self.task.curriculum.index})
+            self._log(message)
+        improved = metrics["val_loss"] < self.best
+        if improved:
+            self.best = metrics["val_loss"]
+        extra = "".join(
+            f" | {k.removeprefix('val_')} {v:.4f}" for k, v in metrics.items() if k.startswith("val_elbo_bits")
+        )
+        self._log(
+            f"iter {self.iter:>6} | val_loss {metrics['val_loss']:.4f}"
+            + (f" (stage {metrics['stage']}: {metrics['val_loss_stage']:.4f})" if "stage" in metrics else "")
+            + (f" | bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else "")
+            + extra
+            + (" | best" if improved else "")
+        )
+        self._save("last")
+        if improved and self.dist.is_main:
+            tmp = self.out / ".best.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(self.out / "last", tmp)
+            replace_directory(tmp, self.out / "best")
+        self.dist.barrier()
+        return metrics
+
+    def _save(self, name: str) -> None:
+        state = {
+            "iter": self.iter,
+            "best_val_loss": None if math.isinf(self.best) else self.best,
+            "task": self.task.state_dict(),
+        }
+        rank_state = {"torch_rng": torch.get_rng_state(), "task": self.task.rank_state_dict()}
+        save_checkpoint(
+            self.out / name,
+            model=self.model,
+            config=self.cfg,
+            tokenizer=self.splits.tokenizer,
+            state=state,
+            optimizer=self.optimizer,
+            rank_state=rank_state,
+            dist=self.dist,
+        )
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            self.metrics.write(record)
+
+    def _install_signal_handler(self):
+        """First Ctrl-C: finish the current step, save `last/`, stop. Second: stop at once."""
+        try:
+
+            def handler(signum, frame):
+                if self._stop:
+                    raise KeyboardInterrupt
+                self._stop = True
+                self._log("stopping after this step (Ctrl-C again to abort without saving)")
+
+            return signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            return None

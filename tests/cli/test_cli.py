@@ -1,0 +1,107 @@
+"""The command contract, through real `assay` processes."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from assay.config import validate
+from assay.train.config import TrainingConfig
+from assay.train.trainer import train
+from tests.conftest import ROOT, assay_cmd, tiny_tree, write_toml
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def assay(*args, check=True):
+    proc = subprocess.run([*assay_cmd(), *map(str, args)], env=ENV, capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    train(validate(TrainingConfig, tiny_tree(out, train={"max_iters": 20, "eval_interval": 10})))
+    return out
+
+
+def test_train_via_cli_with_overrides(tmp_path):
+    cfg = write_toml(tiny_tree(tmp_path / "x"), tmp_path / "c.toml")
+    proc = assay("train", "-c", cfg, "--set", "train.max_iters=3", "--set", "train.eval_interval=3")
+    assert "validation loss" in proc.stdout and "run saved to" in proc.stdout
+    saved = json.loads((tmp_path / "x/config.json").read_text())
+    assert saved["train"]["max_iters"] == 3 and saved["model"]["vocab_size"] == 69
+
+
+def test_generate_json_and_text(run_dir):
+    out = json.loads(assay("generate", run_dir, "--length", 40, "--steps", 5, "--seed", 3, "--json").stdout)
+    assert len(out["text"]) == 40 and "[MASK]" not in out["text"]
+    assert out["objective"] == "diffusion" and out["seed"] == 3
+    again = json.loads(assay("generate", run_dir, "--length", 40, "--steps", 5, "--seed", 3, "--json").stdout)
+    assert again["text"] == out["text"]
+    plain = assay("generate", run_dir, "--length", 20, "--steps", 4, "--prompt", "ROMEO:").stdout
+    assert plain.startswith("ROMEO:")
+
+
+def test_eval_json(run_dir):
+    out = json.loads(assay("eval", run_dir, "--json", "--blocks", 8, "--elbo-points", 2).stdout)
+    assert out["val_loss"] > 0 and out["bits_per_char"] == out["val_elbo_bits_per_char"]
+    assert out["val_blocks"] == 8 and out["iter"] == 20
+
+
+def test_resume_via_cli(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    proc = assay("train", "--resume", copy, "--set", "train.max_iters=24")
+    assert "after 24 iterations" in proc.stdout
+    assert json.loads((copy / "last/state.json").read_text())["iter"] == 24
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["train", "-c", "missing.toml"], ["config file not found"]),
+        (["train", "--set", "model.n_layr=2"], ["model.n_layr: unknown key", "n_layer"]),
+        (["train", "--set", "train.max_iters=-5"], ["train.max_iters"]),
+        (["train", "--set", "data.corpus=/no/such/corpus.txt"], ["neither a shipped corpus"]),
+        (["train", "--set", "nokey"], ["key=value"]),
+        (["generate", "/no/such/run"], ["does not exist"]),
+        (["eval", "/no/such/run"], ["does not exist"]),
+        (["train", "--frobnicate"], ["No such option"]),
+    ],
+)
+def test_user_errors_are_one_line(args, fragments):
+    assert_one_line_error(assay(*args, check=False), *fragments)
+
+
+def test_corrupt_checkpoint_is_one_line(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "corrupt"
+    shutil.copytree(run_dir, copy)
+    (copy / "best/model.safetensors").write_bytes(b"garbage")
+    assert_one_line_error(assay("generate", copy, check=False), "cannot load model.safetensors")
+    (copy / "last/state.json").write_text("[")
+    assert_one_line_error(assay("train", "--resume", copy, check=False), "corrupt")
+    before = (copy / "last/config.json").read_text()
+    assert (copy / "last/config.json").read_text() == before  # nothing written on failure
+
+
+def test_help_is_instant_and_lists_commands():
+    proc = assay("--help")
+    for command in ("train", "generate", "eval"):
+        assert command in proc.stdout

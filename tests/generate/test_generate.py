@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from assay.generate import generate_causal, generate_diffusion, unmask
+from assay.generate.sampling import draw, probabilities
+from assay.masking.strategies import Vocab
+from assay.model import ModelConfig, Transformer
+
+VOCAB = Vocab(size=69, mask_id=66, special_ids=(65, 66, 67, 68))
+
+
+def model(**kw):
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=69, **kw)).eval()
+    with torch.no_grad():  # make the specials the most likely tokens: exclusion must still hold
+        m.embed.weight[65:] *= 40
+    return m
+
+
+def test_probabilities_temperature_top_p_and_banned():
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, 5.0]])
+    p = probabilities(logits, 1.0, 1.0, banned=[4])
+    assert p[0, 4] == 0 and torch.isclose(p.sum(), torch.tensor(1.0))
+    greedy = probabilities(logits, 0.0, 1.0, banned=[4])
+    assert greedy.tolist() == [[1.0, 0.0, 0.0, 0.0, 0.0]]
+    nucleus = probabilities(logits, 1.0, 0.7, banned=[4])
+    assert (nucleus[0, 2:] == 0).all() and (nucleus[0, :2] > 0).all()  # 0.665 < 0.7 -> two tokens
+    ids, conf = draw(nucleus, torch.Generator().manual_seed(0))
+    assert ids.item() in (0, 1) and conf.item() == nucleus[0, ids.item()]
+
+
+def test_unmask_follows_a_linear_schedule_and_never_emits_specials():
+    m = model()
+    x = torch.full((2, 40), VOCAB.mask_id)
+    x[:, :5] = torch.arange(5)  # a given prefix
+    counts = []
+    out = unmask(
+        m,
+        x,
+        VOCAB,
+        steps=8,
+        gen=torch.Generator().manual_seed(1),
+        on_step=lambda s, y: counts.append(int((y == VOCAB.mask_id).sum(1)[0])),
+    )
+    assert counts == [int(35 * (1 - (s + 1) / 8)) for s in range(8)]
+    assert counts[-1] == 0
+    assert torch.equal(out[:, :5], x[:, :5])
+    assert not torch.isin(out, torch.tensor(VOCAB.special_ids)).any()
+
+
+def test_generate_diffusion_windows_and_prompt():
+    m = model()
+    prompt = [1, 2, 3]
+    out = generate_diffusion(
+        m, VOCAB, length=90, steps=4, block_size=32, prompt=prompt, gen=torch.Generator().manual_seed(2)
+    )
+    assert len(out) == 90
+    assert all(0 <= i < 65 for i in out)
+    again = generate_diffusion(
+        m, VOCAB, length=90, steps=4, block_size=32, prompt=prompt, gen=torch.Generator().manual_seed(2)
+    )
+    assert out == again
+
+
+def test_generate_causal():
+    m = model(attention="causal")
+    out = generate_causal(
+        m,
+        list(VOCAB.special_ids),
+        [0],
+        length=50,
+        block_size=16,
+        temperature=0.8,
+        top_p=0.9,
+        gen=torch.Generator().manual_seed(3),
+    )
+    assert len(out) == 50 and all(0 <= i < 65 for i in out)
+    with pytest.raises(ValueError, match="non-empty prompt"):
+        generate_causal(m, [], [], 5, 16)
