@@ -1,11 +1,13 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   create .venv, install assay, train the Shakespeare masked-diffusion LM (~5 min)
+#   make demo   create .venv, install assay, train the Shakespeare masked-diffusion LM, make
+#               synthetic data with it, fine-tune two judges and score texts (~8 min on 2 cores;
+#               `make demo DEMO_SCALE=4` for a bigger run)
 #   make test   install the dev dependencies into .venv and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-DEMO_RUN := runs/shakespeare_char
+DEMO_SCALE ?= 1
 
 .PHONY: demo test install install-dev lint bench clean
 
@@ -26,11 +28,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(BIN)/assay train -c configs/shakespeare_char.toml --set run.out_dir=$(DEMO_RUN)
-	@echo "--- a sample from the diffusion LM (400 characters, 128 denoising steps per window) ---"
-	@$(BIN)/assay generate $(DEMO_RUN) --length 400 --steps 128 --seed 0
-	@echo "---"
-	@echo "run folder: $(DEMO_RUN)  (metrics.jsonl, loss.png, eval.json, best/, last/)"
+	BIN=$(BIN) DEMO_SCALE=$(DEMO_SCALE) sh scripts/demo.sh
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

@@ -166,7 +166,7 @@ def main() -> None:
             f"{h['mfu']:.1%}",
             f"{row['ratio_tokens_per_s']:.2f}x",
         )
-    Console().print(table)
+    Console(width=140).print(table)
 
     import transformers
 

@@ -69,3 +69,42 @@ def write_toml(tree: dict, path: Path) -> Path:
         lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def stream_tree(out_dir: Path, folder: Path, lm: Path, **sections) -> dict:
+    """A tiny judge config whose [stream] section makes a synthetic stream from `lm`."""
+    tree = tiny_tree(out_dir, **sections)
+    tree["data"]["stream"] = str(folder)
+    tree["masking"] = {
+        "stages": [{"kind": "random", "rate": [0.0, 1.0]}, {"kind": "sticky", "rate": [0.1, 0.8], "p1": 0.1, "p2": 0.6}]
+    }
+    tree["stream"] = {"provider": "synthetic", "lm": str(lm), "shard_size": 16, "val_shards": 2, "max_backlog": None}
+    tree["model"].update({"mode": "sequence_scorer", "init_from": str(lm), "pooling": "mean"})
+    for name, values in sections.items():
+        tree.setdefault(name, {}).update(values)
+    return tree
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    """A 2-layer masked-diffusion LM trained for 30 steps on tiny-shakespeare (block 32)."""
+    from assay.config import validate
+    from assay.train.config import TrainingConfig
+    from assay.train.trainer import train
+
+    out = tmp_path_factory.mktemp("lm") / "lm"
+    train(validate(TrainingConfig, tiny_tree(out, train={"max_iters": 30, "eval_interval": 30, "lr": 3e-3})))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_stream(tmp_path_factory, tiny_lm) -> Path:
+    """A finite synthetic stream (8 train + 2 val shards of 16 samples) filled in by `tiny_lm`."""
+    from assay.config import validate
+    from assay.data.produce import produce_stream
+    from assay.train.config import TrainingConfig
+
+    folder = tmp_path_factory.mktemp("stream") / "s"
+    cfg = validate(TrainingConfig, stream_tree(folder.parent / "unused", folder, tiny_lm))
+    produce_stream(cfg, folder, workers=1, shards=8, show=False)
+    return folder

@@ -50,14 +50,14 @@ def test_override_nested_and_list_index():
 
 def test_file_then_overrides(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[train]\nmax_iters = 10\n[model]\nn_layer = 3\n[run]\nout_dir = "x"\n')
+    path.write_text('[train]\nmax_iters = 10\neval_blocks = "none"\n[model]\nn_layer = 3\n[run]\nout_dir = "x"\n')
     cfg = load_config(
         TrainingConfig,
         path,
         ["train.max_iters=20", "train.grad_clip=none", "model.dropout=0.1", "masking.stages=[{kind='bert'}]"],
     )
     assert cfg.train.max_iters == 20
-    assert cfg.train.grad_clip is None
+    assert cfg.train.grad_clip is None and cfg.train.eval_blocks is None  # "none" in TOML
     assert cfg.model.n_layer == 3 and cfg.model.dropout == 0.1
     assert cfg.masking.stages[0].kind == "bert" and cfg.masking.stages[0].rate == 0.15
 
@@ -87,7 +87,9 @@ def test_unknown_key_inside_a_stage_names_the_stage_field():
     [
         ("model.n_embd=130", "divisible by n_head"),
         ("model.n_embd=100", "must be even for RoPE"),
-        ("model.mode=token_classifier", None),
+        ("model.dropout=0.2", None),
+        ("model.mode=token_classifier", "trains from a synthetic stream"),
+        ("train.unfreeze_at_iter=5", "needs model.freeze_transformer"),
         ('masking.stages=[{kind="random", rate=[0.9, 0.1]}]', "rate must be in"),
         ('masking.stages=[{kind="zigzag"}]', "kind"),
         ("train.min_lr=1", "min_lr"),
@@ -104,7 +106,7 @@ def test_bad_values(override, match):
 
 def test_causal_classifier_is_rejected():
     with pytest.raises(ConfigError, match="needs bidirectional attention"):
-        load_config(TrainingConfig, None, ["model.mode=sequence_scorer", "model.attention=causal"])
+        load_config(TrainingConfig, None, ["model.mode=sequence_scorer", "model.attention=causal", "data.stream=x"])
 
 
 def test_missing_and_malformed_files(tmp_path):

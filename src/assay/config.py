@@ -9,7 +9,8 @@ gathering *all* problems into one `ConfigError` line:
 
 Override values are parsed as TOML values (ints, floats, bools, strings, lists, inline tables);
 `none`/`null` mean None and anything that is not valid TOML is taken as a plain string, so
-`--set run.out_dir=runs/x` needs no quotes.
+`--set run.out_dir=runs/x` needs no quotes. TOML itself has no null: in a config file the string
+"none" (or "null") stands for None.
 """
 
 from __future__ import annotations
@@ -92,9 +93,18 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return _nones(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _nones(node: Any) -> Any:
+    """The strings "none"/"null" -> None, anywhere in a parsed TOML tree."""
+    if isinstance(node, dict):
+        return {k: _nones(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_nones(v) for v in node]
+    return None if isinstance(node, str) and node.lower() in {"none", "null"} else node
 
 
 def load_config(

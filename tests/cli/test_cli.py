@@ -58,7 +58,7 @@ def test_generate_json_and_text(run_dir):
 def test_eval_json(run_dir):
     out = json.loads(assay("eval", run_dir, "--json", "--blocks", 8, "--elbo-points", 2).stdout)
     assert out["val_loss"] > 0 and out["bits_per_char"] == out["val_elbo_bits_per_char"]
-    assert out["val_blocks"] == 8 and out["iter"] == 20
+    assert out["val_samples"] == 8 and out["iter"] == 20
 
 
 def test_resume_via_cli(run_dir, tmp_path):

@@ -62,6 +62,71 @@ def train(
     typer.echo(f"run saved to {result.out_dir} (best/, last/, metrics.jsonl, loss.png)")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Streams of training shards.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("produce")
+def produce(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Stream folder (default: data.stream).")] = None,
+    workers: Annotated[int, typer.Option(help="Producer processes (one torch thread each).")] = 1,
+    shards: Annotated[int | None, typer.Option(help="Train shards to make (default: until stopped).")] = None,
+) -> None:
+    """Write training shards (masked-LM or synthetic) into a stream folder, per [stream] in the config."""
+    from assay.config import load_config
+    from assay.data.produce import produce_stream
+    from assay.errors import ConfigError
+    from assay.train.config import TrainingConfig
+
+    cfg = load_config(TrainingConfig, config, list(set_ or []))
+    target = out or cfg.data.stream
+    if target is None:
+        raise ConfigError("say where the stream goes: --out DIR (or data.stream in the config)")
+    summary = produce_stream(cfg, target, workers, shards)
+    typer.echo(
+        f"{summary['train_shards']} train and {summary['val_shards']} validation shards in {summary['out']} "
+        f"({summary['seconds']:.0f} s)"
+    )
+
+
+@data_app.command("show")
+def show(
+    stream: Annotated[Path, typer.Argument(help="A stream folder.")],
+    index: Annotated[int, typer.Option(help="Sample number within the split.")] = 0,
+    split: Annotated[str, typer.Option(help="val or train.")] = "val",
+    text_only: Annotated[bool, typer.Option("--text", help="Print only the sample's (synthetic) text.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one sample of a stream: its text and, for synthetic data, the original and labels."""
+    from assay.data.inspect import describe_sample
+
+    out = describe_sample(stream, split, index)
+    if as_json:
+        typer.echo(json.dumps(out))
+    elif text_only:
+        typer.echo(out["text"])
+    else:
+        for key, value in out.items():
+            typer.echo(f"{key}: {value}")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (their eval.json are read).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A table of the final metrics of runs (eval.json), judges beside their likelihood baseline."""
+    from assay.train.report import load_reports, render_table
+
+    rows = load_reports(runs)
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        render_table(rows)
+
+
 @app.command()
 def generate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder or checkpoint folder.")],
@@ -103,6 +168,32 @@ def evaluate(
         return
     for key, value in out.items():
         typer.echo(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
+
+
+@app.command()
+def score(
+    judge_dir: Annotated[Path, typer.Argument(help="A judge run, or a folder of judge runs.")],
+    text: Annotated[str | None, typer.Argument(help="Text to score.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Score this text file (one text).")] = None,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Score every row of a JSONL file.")] = None,
+    field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    threshold: Annotated[float, typer.Option(help="Highlight tokens with p_replaced above this.")] = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score texts: how much was machine-written (score) and which tokens (p_replaced)."""
+    from assay.errors import AssayError
+    from assay.scorers.judge import Judge
+    from assay.scorers.render import read_texts, render
+
+    if sum(x is not None for x in (text, file, jsonl)) != 1:
+        raise AssayError("give exactly one of: TEXT, --file F, --jsonl F")
+    texts = read_texts(text, file, jsonl, field)
+    judge = Judge.load(judge_dir)
+    for result in judge.score(texts):
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            render(result, threshold)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,3 +21,8 @@ class DataConfig(Section):
     bpe_vocab_size: int = Field(4096, ge=300, le=1 << 20)
     block_size: int = Field(256, ge=8)  # tokens per training sequence
     cache_dir: str | None = None  # tokenised-corpus cache; default $ASSAY_CACHE_DIR or ~/.cache/assay
+    # Train from a stream folder (`assay data produce`) instead of the corpus: batches, tokenizer
+    # and block size come from the stream. Judges (token_classifier, sequence_scorer) need one.
+    stream: str | None = None
+    stream_delete: bool = False  # delete shards a checkpoint no longer needs (infinite streams)
+    stream_timeout: float = Field(600.0, gt=0.0)  # seconds to wait for a shard before giving up

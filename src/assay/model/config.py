@@ -38,6 +38,9 @@ class ModelConfig(Section):
     # sequence_scorer
     pooling: Literal["cls", "mean"] = "cls"
     score_loss: Literal["mse", "bce"] = "mse"
+    # transfer learning
+    init_from: str | None = None  # a run/checkpoint: its trunk weights start this model (heads that differ are skipped)
+    freeze_transformer: bool = False  # train the head only (until train.unfreeze_at_iter)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -170,6 +170,32 @@ class Checkpoint:
             raise CheckpointError(f"{self.directory}: rank {rank} state is corrupt ({_first_line(exc)})") from None
 
 
+def init_from_checkpoint(model: Transformer, path: str | Path, tokenizer: Tokenizer) -> dict[str, list[str]]:
+    """Transfer learning: copy every tensor of a checkpoint whose name and shape match `model`.
+
+    Returns what was loaded, what is new (e.g. a classifier head the LM never had) and what was
+    skipped because its shape differs (e.g. a head with another number of classes).
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.tokenizer.fingerprint() != tokenizer.fingerprint():
+        raise CheckpointError(f"model.init_from {ckpt.directory} uses another tokenizer than this run's data")
+    try:
+        saved = load_file(str(ckpt.directory / "model.safetensors"))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{ckpt.directory}: cannot load model.safetensors ({_first_line(exc)})") from None
+    own = model.state_dict()
+    report: dict[str, list[str]] = {"loaded": [], "new": [], "skipped": []}
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            if name in own and own[name].shape == tensor.shape:
+                own[name].copy_(tensor)
+                report["loaded"].append(name)
+            else:
+                report["skipped"].append(name)
+    report["new"] = [n for n in own if n not in saved]
+    return {k: sorted(v) for k, v in report.items()}
+
+
 def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
     """A checkpoint directory from a run directory (its `best/` or `last/`) or a checkpoint path."""
     path = Path(path)

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from assay.config import Section
 from assay.data.config import DataConfig
+from assay.data.stream_config import StreamConfig
 from assay.masking.config import MaskingConfig
 from assay.model.config import ModelConfig
 
@@ -39,6 +40,10 @@ class TrainConfig(Section):
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
     compile: bool = False  # torch.compile; falls back to eager with a warning if it fails
     plot: bool = True  # loss-curve PNG beside metrics.jsonl
+    unfreeze_at_iter: int | None = Field(None, ge=0)  # with model.freeze_transformer: fine-tune all from here
+    # token_classifier: "balanced" weights classes by n / (C * count) over the training data, once
+    class_weighting: Literal["none", "balanced"] = "none"
+    baseline: bool = True  # judges: also evaluate the LM-likelihood baseline at the end
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -53,10 +58,24 @@ class TrainingConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)  # read by `assay data produce`
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingConfig:
+        if self.model.mode != "language_model" and not self.data.stream:
+            raise ValueError(
+                f"model.mode {self.model.mode!r} trains from a synthetic stream: set data.stream "
+                "(make one with `assay data produce`)"
+            )
+        if self.train.unfreeze_at_iter is not None and not self.model.freeze_transformer:
+            raise ValueError("train.unfreeze_at_iter needs model.freeze_transformer = true")
+        return self
 
     @property
     def objective(self) -> str:
-        """What the LM learns: 'diffusion' (bidirectional, masked) or 'autoregressive' (causal)."""
-        if self.model.mode != "language_model":
-            return self.model.mode
+        """diffusion | autoregressive (language models), token_classification | sequence_scoring."""
+        if self.model.mode == "token_classifier":
+            return "token_classification"
+        if self.model.mode == "sequence_scorer":
+            return "sequence_scoring"
         return "autoregressive" if self.model.causal else "diffusion"

@@ -17,12 +17,13 @@ def evaluate_checkpoint(
     """Validation loss and bits per character (for a diffusion LM: the ELBO) over `blocks`
     fixed validation blocks (None: the whole validation split)."""
     cfg = ckpt.config.model_copy(deep=True)
+    cfg.run.out_dir = str(ckpt.directory.parent)  # where a judge's calibration.png goes
     cfg.train.eval_blocks = blocks
     if elbo_points is not None:
         cfg.train.elbo_points = elbo_points
-    splits = prepare_tokens(cfg.data, ckpt.tokenizer)
+    splits = None if cfg.data.stream else prepare_tokens(cfg.data, ckpt.tokenizer)
     model = ckpt.build_model(device)
-    task = make_task(cfg, splits, Dist(), device)
+    task = make_task(cfg, splits, Dist(), device, ckpt.tokenizer)
     if hasattr(task, "curriculum"):
         task.load_state_dict(ckpt.state["task"])  # report the stage the run had reached
     started = time.perf_counter()
@@ -31,8 +32,7 @@ def evaluate_checkpoint(
         "checkpoint": str(ckpt.directory),
         "iter": ckpt.state.get("iter"),
         "objective": cfg.objective,
-        "val_blocks": len(task.val_starts),
-        "val_tokens": len(task.val_starts) * cfg.data.block_size,
+        "val_samples": len(task.val["idx"]) if cfg.data.stream else len(task.val_starts),
         **metrics,
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -9,21 +9,31 @@ import torch
 from assay.train.config import TrainConfig
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """Matrices (weights, embeddings) decay; vectors (norms, biases) do not. Frozen parameters
-    are left out entirely, so the optimizer never holds state for them."""
-    seen: set[int] = set()
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if not param.requires_grad or id(param) in seen:
-            continue
-        seen.add(id(param))
-        (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [
+def _groups(params, cfg: TrainConfig) -> list[dict]:
+    """Matrices (weights, embeddings) decay; vectors (norms, biases) do not."""
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=False, foreach=True)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters only: frozen ones get no state and no updates."""
+    params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields tied ones once
+    return torch.optim.AdamW(_groups(params, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+
+
+def add_trainable(optimizer: torch.optim.Optimizer, model: torch.nn.Module, cfg: TrainConfig) -> int:
+    """After unfreezing: give the optimizer the trainable parameters it does not have yet
+    (as two more groups); returns how many parameters were added."""
+    known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    new = [p for p in model.parameters() if p.requires_grad and id(p) not in known]
+    for group in _groups(new, cfg):
+        if group["params"]:
+            optimizer.add_param_group(group)
+    return sum(p.numel() for p in new)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from assay.data.blocks import BlockSampler, fixed_blocks, gather_blocks
 from assay.data.tokens import TokenSplits
+from assay.errors import ConfigError
 from assay.masking import Curriculum, Vocab, apply_stage
 from assay.masking.strategies import expected_rate
 from assay.model.transformer import IGNORE_INDEX
@@ -45,6 +46,15 @@ class LanguageModelTask:
 
     def observe(self, metrics: dict[str, float]) -> str | None:
         return None
+
+    def setup_model(self, model, resumed: bool) -> None:
+        pass
+
+    def on_checkpoint(self) -> None:
+        pass
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return ""
 
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}
@@ -169,9 +179,19 @@ class AutoregressiveTask(LanguageModelTask):
         return {"val_loss": nll, "val_bits_per_token": nll / LN2, "bits_per_char": bpc}
 
 
-def make_task(cfg: TrainingConfig, splits: TokenSplits, dist, device):
+def make_task(cfg: TrainingConfig, splits: TokenSplits | None, dist, device, tokenizer=None):
+    """The task of a config: from the corpus (`splits`) or, with data.stream, from a stream."""
+    if cfg.data.stream:
+        from assay.train import stream_tasks as st
+
+        tasks = {
+            "diffusion": st.StreamMaskedLMTask,
+            "token_classification": st.TokenClassificationTask,
+            "sequence_scoring": st.SequenceScoringTask,
+        }
+        if cfg.objective not in tasks:
+            raise ConfigError(f"{cfg.objective} training reads a corpus, not a stream: unset data.stream")
+        return tasks[cfg.objective](cfg, dist, device, tokenizer)
     if cfg.objective == "diffusion":
         return MaskedDiffusionTask(cfg, splits, dist, device)
-    if cfg.objective == "autoregressive":
-        return AutoregressiveTask(cfg, splits, dist, device)
-    raise NotImplementedError(f"training mode {cfg.objective!r} is not available yet")
+    return AutoregressiveTask(cfg, splits, dist, device)

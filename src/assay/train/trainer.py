@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from assay.config import apply_override, to_dict, validate
+from assay.data.stream import read_meta
 from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
 from assay.errors import ConfigError
@@ -28,11 +29,11 @@ from assay.io import atomic_write_json, replace_directory
 from assay.model import Transformer
 from assay.progress import console, make_progress
 from assay.rng import stable_seed
-from assay.train.checkpoint import Checkpoint, save_checkpoint
+from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
 from assay.train.config import TrainingConfig
 from assay.train.distributed import Dist
 from assay.train.metrics import MetricsLog, plot_loss_curve
-from assay.train.optim import build_optimizer, lr_at
+from assay.train.optim import add_trainable, build_optimizer, lr_at
 from assay.train.tasks import make_task
 
 
@@ -89,9 +90,16 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------------------
     def _prepare_data(self):
-        """Rank 0 builds the tokenizer and token cache first; the other ranks then reuse both."""
+        """(token splits or None, tokenizer). From a stream: its tokenizer and sequence length.
+        From a corpus: rank 0 builds the tokenizer and token cache first, the other ranks reuse both."""
         cfg, dist = self.cfg, self.dist
         tokenizer = self.resume.tokenizer if self.resume else None
+        if cfg.data.stream:
+            meta = read_meta(cfg.data.stream)
+            if cfg.data.block_size != meta["seq_len"]:
+                self._log(f"data.block_size set to the stream's sequence length, {meta['seq_len']}")
+                cfg.data.block_size = meta["seq_len"]
+            return None, tokenizer or load_tokenizer(Path(cfg.data.stream) / "tokenizer")
         shared = self.out / ".tokenizer"
         if dist.is_main:
             splits = prepare_tokens(cfg.data, tokenizer)
@@ -103,7 +111,7 @@ class Trainer:
         dist.barrier()
         if dist.is_main and dist.enabled:
             shutil.rmtree(shared, ignore_errors=True)
-        return splits
+        return splits, splits.tokenizer
 
     def _setup(self):
         cfg = self.cfg
@@ -113,13 +121,22 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
-        self.splits = self._prepare_data()
-        cfg.model.vocab_size = self.splits.tokenizer.vocab_size
+        self.splits, self.tokenizer = self._prepare_data()
+        cfg.model.vocab_size = self.tokenizer.vocab_size
         self.model = self.resume.build_model(self.device) if self.resume else Transformer(cfg.model).to(self.device)
+        if cfg.model.init_from and not self.resume:
+            self._init_from(cfg.model.init_from)
         self.model.train()
-        self.task = make_task(cfg, self.splits, self.dist, self.device)
+        self.task = make_task(cfg, self.splits, self.dist, self.device, self.tokenizer)
+        self.task.setup_model(self.model, resumed=self.resume is not None)
+        self.iter = int(self.resume.state["iter"]) if self.resume else 0
+        self.best = math.inf
+        # feature extraction first (frozen trunk), then fine-tuning from train.unfreeze_at_iter
+        if cfg.model.freeze_transformer:
+            self.model.freeze_trunk()
         self.optimizer = build_optimizer(self.model, cfg.train)
-        self.iter, self.best = 0, math.inf
+        if self._unfreeze_due():
+            self._unfreeze()
         if self.resume:
             state = self.resume.state
             self.resume.load_optimizer(self.optimizer)
@@ -127,19 +144,40 @@ class Trainer:
             rank_state = self.resume.rank_state(self.dist.rank)
             torch.set_rng_state(rank_state["torch_rng"])
             self.task.load_rank_state_dict(rank_state["task"])
-            self.iter = int(state["iter"])
             self.best = math.inf if state["best_val_loss"] is None else float(state["best_val_loss"])
+        self._wrap()
+        if self.dist.is_main:
+            atomic_write_json(self.out / "config.json", to_dict(cfg))
+            self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=self.iter if self.resume else None)
+
+    def _wrap(self) -> None:
+        """The module the training step calls: DDP around the model under torchrun, compiled if asked."""
         self.step_model = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_model = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.train.compile:
+        if self.cfg.train.compile:
             self.step_model = self._compile(self.step_model)
-        if self.dist.is_main:
-            atomic_write_json(self.out / "config.json", to_dict(cfg))
-            self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=self.iter if self.resume else None)
+
+    def _init_from(self, path: str) -> None:
+        report = init_from_checkpoint(self.model, path, self.tokenizer)
+        self._log(
+            f"init_from {path}: loaded {len(report['loaded'])} tensors"
+            + (f"; new (freshly initialised): {', '.join(report['new'])}" if report["new"] else "")
+            + (f"; skipped (shape differs): {', '.join(report['skipped'])}" if report["skipped"] else "")
+        )
+
+    def _unfreeze_due(self) -> bool:
+        at = self.cfg.train.unfreeze_at_iter
+        return self.model.frozen_trunk and at is not None and self.iter >= at
+
+    def _unfreeze(self) -> None:
+        self.model.freeze_trunk(False)
+        self.model.train()
+        added = add_trainable(self.optimizer, self.model, self.cfg.train)
+        self._log(f"iter {self.iter}: unfreezing the transformer ({added:,} more trainable parameters)")
 
     def _compile(self, module):
         """torch.compile with a trial step; on any failure warn and stay in eager mode.
@@ -182,9 +220,14 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.train
         if self.dist.is_main:
             n_params = self.model.num_parameters()
+            source = (
+                f"stream {cfg.data.stream}"
+                if self.splits is None
+                else f"{len(self.splits.train):,} train / {len(self.splits.val):,} val tokens"
+            )
             self._log(
                 f"[bold]assay train[/] {cfg.objective} | {n_params / 1e6:.2f}M parameters | "
-                f"vocab {cfg.model.vocab_size} | {len(self.splits.train):,} train / {len(self.splits.val):,} val tokens"
+                f"vocab {cfg.model.vocab_size} | {source}"
                 f" | {self.dist.world_size} process(es) on {self.device}"
                 + (f" | resuming at iter {self.iter}" if self.resume else "")
             )
@@ -197,7 +240,12 @@ class Trainer:
             with make_progress(self.dist.is_main) as progress:
                 bar = progress.add_task("train", total=tc.max_iters, completed=self.iter, info="")
                 window_start, window_iters = time.perf_counter(), 0
+                self._data_seconds = 0.0  # time spent getting batches (waiting for a stream, masking)
                 while self.iter < tc.max_iters:
+                    if self._unfreeze_due():
+                        self._unfreeze()
+                        self._wrap()  # DDP and compiled graphs must see the newly trainable weights
+                        self._write({"iter": self.iter, "event": "unfreeze"})
                     lr = lr_at(self.iter, tc)
                     loss = self._step(lr)
                     self.iter += 1
@@ -211,9 +259,10 @@ class Trainer:
                                 "train_loss": loss,
                                 "lr": lr,
                                 "tokens_per_s": tokens_per_iter * window_iters / max(elapsed, 1e-9),
+                                "data_frac": self._data_seconds / max(elapsed, 1e-9),
                             }
                         )
-                        window_start, window_iters = time.perf_counter(), 0
+                        window_start, window_iters, self._data_seconds = time.perf_counter(), 0, 0.0
                         progress.update(bar, info=f"loss {loss:.4f}")
                     progress.update(bar, advance=1)
                     if self.iter % tc.eval_interval == 0 or self.iter == tc.max_iters:
@@ -242,7 +291,9 @@ class Trainer:
             group["lr"] = lr
         total = 0.0
         for micro in range(tc.grad_accum):
+            waited = time.perf_counter()
             batch = {k: v.to(self.device, non_blocking=True) for k, v in self.task.train_batch().items()}
+            self._data_seconds += time.perf_counter() - waited
             last = micro == tc.grad_accum - 1
             sync = nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
             with sync:
@@ -258,7 +309,9 @@ class Trainer:
 
     def _evaluate_and_save(self, final: bool) -> dict[str, Any]:
         self.model.eval()
-        with self._autocast():
+        # evaluation must not consume the training RNG (resume would then diverge)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._autocast():
             metrics = self.task.evaluate(self.model, final=final)
         self.model.train()
         message = self.task.observe(metrics)
@@ -266,6 +319,7 @@ class Trainer:
         if message:
             self._write({"iter": self.iter, "event": "stage", "stage": self.task.curriculum.index})
             self._log(message)
+        summary = self.task.summary(metrics)
         improved = metrics["val_loss"] < self.best
         if improved:
             self.best = metrics["val_loss"]
@@ -277,6 +331,7 @@ class Trainer:
             + (f" (stage {metrics['stage']}: {metrics['val_loss_stage']:.4f})" if "stage" in metrics else "")
             + (f" | bits/char {metrics['bits_per_char']:.4f}" if "bits_per_char" in metrics else "")
             + extra
+            + summary
             + (" | best" if improved else "")
         )
         self._save("last")
@@ -289,6 +344,7 @@ class Trainer:
         return metrics
 
     def _save(self, name: str) -> None:
+        self.task.on_checkpoint()
         state = {
             "iter": self.iter,
             "best_val_loss": None if math.isinf(self.best) else self.best,
@@ -299,7 +355,7 @@ class Trainer:
             self.out / name,
             model=self.model,
             config=self.cfg,
-            tokenizer=self.splits.tokenizer,
+            tokenizer=self.tokenizer,
             state=state,
             optimizer=self.optimizer,
             rank_state=rank_state,

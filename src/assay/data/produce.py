@@ -1,0 +1,185 @@
+"""`assay data produce`: fill a stream folder with shards, with one or several worker processes.
+
+The parent writes the tokenizer, the first validation shard and meta.json (so a consumer can
+start at once), then the workers make the other shards: worker w of W takes validation and
+training shards whose index is w mod W. Each worker uses one torch thread, so shards are
+byte-identical whatever the number of workers. A finite run (`--shards N`) ends when all N exist;
+without it the producers keep the backlog full until interrupted. Re-running on the same folder
+with the same config continues where it stands; a different config is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from assay.config import to_dict, validate
+from assay.data.providers import MaskedLMProvider, SyntheticProvider
+from assay.data.stream import list_shards, produce, read_meta, schema_of, write_meta, write_shard
+from assay.data.tokenizer import load_tokenizer
+from assay.data.tokens import prepare_tokens
+from assay.errors import AssayError, ConfigError, DataError
+from assay.progress import console, make_progress
+
+
+def _fingerprint(cfg) -> str:
+    """What determines the shards' content (not backlog, not output folder)."""
+    parts = {
+        "seed": cfg.run.seed,
+        "data": {k: v for k, v in to_dict(cfg.data).items() if not k.startswith("stream") and k != "cache_dir"},
+        "masking": to_dict(cfg.masking)["stages"],
+        "stream": {k: v for k, v in to_dict(cfg.stream).items() if k != "max_backlog"},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_provider(cfg, tokenizer=None):
+    """(provider, tokenizer, extra meta) for a config; the LM of a synthetic stream is loaded here."""
+    if cfg.stream.provider == "synthetic":
+        from assay.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(cfg.stream.lm)
+        if ckpt.config.objective != "diffusion":
+            raise ConfigError(f"stream.lm must be a masked-diffusion LM; {ckpt.directory} is {ckpt.config.objective}")
+        if cfg.data.block_size > ckpt.config.data.block_size:
+            raise ConfigError(
+                f"data.block_size ({cfg.data.block_size}) exceeds the LM's block size ({ckpt.config.data.block_size})"
+            )
+        splits = prepare_tokens(cfg.data, ckpt.tokenizer)
+        provider = SyntheticProvider(
+            splits, cfg.masking, cfg.data.block_size, cfg.stream, cfg.run.seed, ckpt.build_model()
+        )
+        extra = {"lm": str(ckpt.directory.resolve()), "num_classes": 3 if cfg.stream.random_frac > 0 else 2}
+        return provider, splits.tokenizer, extra
+    splits = prepare_tokens(cfg.data, tokenizer)
+    provider = MaskedLMProvider(splits, cfg.masking, cfg.data.block_size, cfg.stream.shard_size, cfg.run.seed)
+    return provider, splits.tokenizer, {}
+
+
+def produce_stream(cfg, out: str | Path, workers: int = 1, shards: int | None = None, show: bool = True) -> dict:
+    """Make (or continue) the stream in `out`; returns a summary."""
+    out = Path(out)
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if shards is not None and shards < 1:
+        raise ConfigError("--shards must be at least 1")
+    fingerprint = _fingerprint(cfg)
+    if (out / "meta.json").exists():
+        meta = read_meta(out)
+        if meta.get("fingerprint") != fingerprint or meta.get("train_shards") != shards:
+            raise DataError(f"{out} holds a stream made with another config or --shards; choose a new --out")
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # every worker computes with one thread: identical shards for any W
+    try:
+        provider, tokenizer, extra = build_provider(cfg)
+        if not (out / "tokenizer").exists():
+            tokenizer.save(out / "tokenizer")
+        val = list_shards(out / "val")
+        first = provider.shard("val", 0) if 0 not in val else None
+        if first is not None:
+            write_shard(out / "val", 0, first)
+        if not (out / "meta.json").exists():
+            sample = first if first is not None else provider.shard("val", 0)
+            write_meta(
+                out,
+                {
+                    "mode": cfg.stream.provider,
+                    "fields": schema_of(sample),
+                    "seq_len": int(sample["idx"].shape[1]),
+                    "vocab_size": tokenizer.vocab_size,
+                    "special_ids": tokenizer.special_ids,
+                    "shard_size": cfg.stream.shard_size,
+                    "seed": cfg.run.seed,
+                    "train_shards": shards,
+                    "val_shards": cfg.stream.val_shards,
+                    "fingerprint": fingerprint,
+                    "config": {
+                        "data": to_dict(cfg.data),
+                        "masking": to_dict(cfg.masking),
+                        "stream": to_dict(cfg.stream),
+                    },
+                }
+                | extra,
+            )
+        if workers == 1:
+            _run_worker(provider, out, 0, 1, shards, cfg.stream, show)
+        else:
+            _run_pool(cfg, out, workers, shards, show)
+    finally:
+        torch.set_num_threads(threads)
+    n_train = len(list_shards(out / "train"))
+    return {
+        "out": str(out),
+        "train_shards": n_train,
+        "val_shards": len(list_shards(out / "val")),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _seqs(w: int, workers: int, shards: int | None):
+    return range(w, shards, workers) if shards is not None else itertools.count(w, workers)
+
+
+def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, show: bool) -> None:
+    for v in range(w, stream_cfg.val_shards, workers):
+        if v not in list_shards(out / "val"):
+            write_shard(out / "val", v, provider.shard("val", v))
+    with make_progress(show) as progress:
+        bar = progress.add_task("produce", total=shards, completed=len(list_shards(out / "train")), info="")
+        produce(
+            out,
+            lambda seq: provider.shard("train", seq),
+            _seqs(w, workers, shards),
+            stream_cfg.max_backlog,
+            on_shard=lambda seq, path: progress.update(bar, advance=1, info=path.name),
+            on_wait=lambda seq: progress.update(
+                bar, info=f"backlog full ({stream_cfg.max_backlog} unread): waiting for a consumer"
+            ),
+        )
+
+
+def _worker_main(cfg_tree: dict[str, Any], out: str, w: int, workers: int, shards) -> None:
+    import signal
+
+    from assay.train.config import TrainingConfig
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    torch.set_num_threads(1)
+    cfg = validate(TrainingConfig, cfg_tree)
+    provider, _, _ = build_provider(cfg, load_tokenizer(Path(out) / "tokenizer"))
+    _run_worker(provider, Path(out), w, workers, shards, cfg.stream, show=False)
+
+
+def _run_pool(cfg, out: Path, workers: int, shards, show: bool) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker_main, args=(to_dict(cfg), str(out), w, workers, shards), daemon=True)
+        for w in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        with make_progress(show) as progress:
+            bar = progress.add_task(f"produce ({workers} workers)", total=shards, info="")
+            while any(p.is_alive() for p in procs):
+                progress.update(bar, completed=len(list_shards(out / "train")))
+                time.sleep(0.2)
+            progress.update(bar, completed=len(list_shards(out / "train")))
+    except KeyboardInterrupt:
+        console.print(f"stopping {workers} workers; {len(list_shards(out / 'train'))} train shards in {out}")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, -15, None)]
+    if failed:
+        raise AssayError(f"{len(failed)} producer worker(s) failed (exit codes {failed}); see the messages above")
