@@ -39,6 +39,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/stream_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -13,7 +13,6 @@ irrelevant to speed, so one training step makes it. Shards and judge are the dem
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -30,9 +29,9 @@ from assay.data.stream import SHARD_RE, list_shards
 from assay.train.config import TrainingConfig
 from assay.train.metrics import read_metrics
 from assay.train.trainer import train
+from common import RESULTS, report  # benchmarks/common.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def make_lm(work: Path) -> Path:
@@ -121,11 +120,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        try:
-            while not (live / "meta.json").exists() or not list_shards(live / "val"):
-                time.sleep(0.1)
-            while len(list_shards(live / "val")) < cfg.stream.val_shards:
-                time.sleep(0.1)
+        try:  # the trainer waits for the producer to write meta.json and the validation shards
             result = train(cfg)
         finally:
             producer.terminate()
@@ -142,7 +137,6 @@ def main() -> None:
         }
 
     consume = rows["consume"]["shards_per_s"]
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"stream throughput ({os.cpu_count()} cores; shards of 64 x 128 tokens; judge batch 32)")
@@ -162,16 +156,13 @@ def main() -> None:
         f"{live_row['shards_per_s'] / consume:.2f}x",
         f"{live_row['data_frac']:.1%}",
     )
-    Console(width=140).print(table)
     result = {
         "benchmark": "stream_throughput",
         "quick": args.quick,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report(table, result, args.out)
 
 
 if __name__ == "__main__":

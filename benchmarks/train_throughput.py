@@ -13,7 +13,6 @@ same run; and the ratio assay / HF.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -23,11 +22,11 @@ from pathlib import Path
 import torch
 
 from assay.model import ModelConfig, Transformer
+from common import RESULTS, report  # benchmarks/common.py (the script's folder is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-RESULTS = Path(__file__).resolve().parent / "results"
 VOCAB = 69  # tiny-shakespeare characters + 4 specials
 
 SHAPES = [  # (layers, width, heads, seq_len, batch)
@@ -149,7 +148,6 @@ def main() -> None:
         row["ratio_tokens_per_s"] = row["assay"]["tokens_per_s"] / row["hf_bert"]["tokens_per_s"]
         rows.append(row)
 
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"training throughput (fp32, {torch.get_num_threads()} threads, peak {peak / 1e9:.0f} GFLOP/s)")
@@ -166,7 +164,6 @@ def main() -> None:
             f"{h['mfu']:.1%}",
             f"{row['ratio_tokens_per_s']:.2f}x",
         )
-    Console(width=140).print(table)
 
     import transformers
 
@@ -184,9 +181,7 @@ def main() -> None:
         "steps_per_repeat": steps,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    report(table, result, args.out)
 
 
 if __name__ == "__main__":

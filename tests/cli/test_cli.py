@@ -105,3 +105,16 @@ def test_help_is_instant_and_lists_commands():
     proc = assay("--help")
     for command in ("train", "generate", "eval"):
         assert command in proc.stdout
+
+
+def test_eval_of_a_judge_and_report(tmp_path, tiny_lm, tiny_stream):
+    from tests.conftest import stream_tree
+
+    tree = stream_tree(tmp_path / "scorer", tiny_stream, tiny_lm, train={"max_iters": 4, "eval_interval": 4})
+    train(validate(TrainingConfig, tree))
+    out = json.loads(assay("eval", tmp_path / "scorer", "--json").stdout)
+    assert out["objective"] == "sequence_scoring" and out["val_samples"] == 32
+    assert {"val_pearson", "val_mae", "baseline_pearson"} <= set(out)
+    table = assay("report", tmp_path / "scorer", tiny_lm).stdout
+    assert "pearson" in table and "bits/char (ELBO)" in table
+    assert_one_line_error(assay("report", tmp_path, check=False), "no eval.json")

@@ -58,44 +58,56 @@ def load_corpus(spec: str, text_field: str = "text") -> Corpus:
         names = ", ".join(SHIPPED)
         raise DataError(f"corpus {spec!r} is neither a shipped corpus ({names}) nor an existing path")
     if path.is_dir():
-        docs = [Document(str(p.relative_to(path)), _read_text(p)) for p in sorted(path.rglob("*.txt")) if p.is_file()]
+        docs = [
+            Document(str(p.relative_to(path)), read_text_file(p)) for p in sorted(path.rglob("*.txt")) if p.is_file()
+        ]
     elif path.suffix == ".jsonl":
         docs = _read_jsonl(path, text_field)
     else:
-        docs = [Document(path.name, _read_text(path))]
+        docs = [Document(path.name, read_text_file(path))]
     docs = [d for d in docs if d.text.strip()]
     if not docs:
         raise DataError(f"corpus {spec!r} holds no text")
     return Corpus(path.name, tuple(docs))
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: str | Path) -> str:
+    """A user's text file, or a one-line DataError (missing, binary, not UTF-8)."""
+    path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    if b"\0" in data:
+        raise DataError(f"{path} is not text (it contains NUL bytes)")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _read_jsonl(path: Path, text_field: str) -> list[Document]:
-    docs = []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            lines = list(f)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path} is not UTF-8 text ({exc.reason})") from None
-    for lineno, line in enumerate(lines, start=1):
+def read_jsonl(path: str | Path, field: str) -> list[tuple[int, dict]]:
+    """(line number, row) for every non-blank line; each row must hold a string `field`."""
+    rows = []
+    for lineno, line in enumerate(read_text_file(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+        if not isinstance(row, dict) or not isinstance(row.get(field), str):
             keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-            raise DataError(f"{path} line {lineno} has no string field {text_field!r} (found: {keys})")
-        doc_id = str(row["id"]) if "id" in row else f"{path.stem}:{lineno}"
-        docs.append(Document(doc_id, row[text_field]))
-    return docs
+            raise DataError(f"{path} line {lineno} has no string field {field!r} (found: {keys})")
+        rows.append((lineno, row))
+    return rows
+
+
+def _read_jsonl(path: Path, text_field: str) -> list[Document]:
+    return [
+        Document(str(row["id"]) if "id" in row else f"{path.stem}:{lineno}", row[text_field])
+        for lineno, row in read_jsonl(path, text_field)
+    ]
 
 
 def _tinyshakespeare() -> Corpus:

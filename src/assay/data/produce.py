@@ -63,8 +63,11 @@ def build_provider(cfg, tokenizer=None):
     return provider, splits.tokenizer, {}
 
 
-def produce_stream(cfg, out: str | Path, workers: int = 1, shards: int | None = None, show: bool = True) -> dict:
-    """Make (or continue) the stream in `out`; returns a summary."""
+def produce_stream(
+    cfg, out: str | Path, workers: int = 1, shards: int | None = None, show: bool = True, should_stop=lambda: False
+) -> dict:
+    """Make (or continue) the stream in `out`; returns a summary. `should_stop` ends an endless
+    single-worker stream from another thread (the CLI stops with Ctrl-C instead)."""
     out = Path(out)
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -110,7 +113,7 @@ def produce_stream(cfg, out: str | Path, workers: int = 1, shards: int | None = 
                 | extra,
             )
         if workers == 1:
-            _run_worker(provider, out, 0, 1, shards, cfg.stream, show)
+            _run_worker(provider, out, 0, 1, shards, cfg.stream, show, should_stop)
         else:
             _run_pool(cfg, out, workers, shards, show)
     finally:
@@ -128,7 +131,7 @@ def _seqs(w: int, workers: int, shards: int | None):
     return range(w, shards, workers) if shards is not None else itertools.count(w, workers)
 
 
-def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, show: bool) -> None:
+def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, show: bool, should_stop=lambda: False):
     for v in range(w, stream_cfg.val_shards, workers):
         if v not in list_shards(out / "val"):
             write_shard(out / "val", v, provider.shard("val", v))
@@ -139,6 +142,7 @@ def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, s
             lambda seq: provider.shard("train", seq),
             _seqs(w, workers, shards),
             stream_cfg.max_backlog,
+            should_stop=should_stop,
             on_shard=lambda seq, path: progress.update(bar, advance=1, info=path.name),
             on_wait=lambda seq: progress.update(
                 bar, info=f"backlog full ({stream_cfg.max_backlog} unread): waiting for a consumer"

@@ -213,10 +213,25 @@ class ShardReader:
             yield self.read()
 
 
+def wait_for_stream(folder: str | Path, timeout: float = 600.0, poll: float = 0.1) -> dict[str, Any]:
+    """The stream's meta once the producer has written it and all its validation shards."""
+    folder = Path(folder)
+    deadline = time.monotonic() + timeout
+    while True:
+        if (folder / "meta.json").exists():
+            meta = read_meta(folder)
+            if len(list_shards(folder / "val")) >= meta["val_shards"]:
+                return meta
+        if time.monotonic() > deadline:
+            raise DataError(f"no complete stream in {folder} after {timeout:.0f} s: run `assay data produce` for it")
+        time.sleep(poll)
+
+
 def load_val(folder: str | Path) -> dict[str, torch.Tensor]:
     """All validation shards of a stream, concatenated in order."""
     shards = list_shards(Path(folder) / "val")
-    if not shards:
-        raise DataError(f"{folder} has no validation shards (val/ is empty)")
+    expected = read_meta(folder).get("val_shards", len(shards))
+    if len(shards) < expected or sorted(shards) != list(range(len(shards))):
+        raise DataError(f"{folder}/val holds {len(shards)} of {expected} validation shards")
     parts = [load_shard(shards[s]) for s in sorted(shards)]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

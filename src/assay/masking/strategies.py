@@ -66,10 +66,14 @@ def _finish(tokens, vocab, mask, rates, inputs=None) -> Masked:
     return Masked(inputs, tokens.masked_fill(~mask, IGNORE_INDEX), mask, rates)
 
 
-def _exact_counts(rates: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
-    """K = ceil(rate * T) per sample, T = the sample's maskable tokens."""
+def _exact_start(tokens, vocab: Vocab, gen, rate):
+    """For exact-count strategies: rates (B,), maskable (B, T), the target K = ceil(rate * T) per
+    sample (T = its maskable tokens), and an empty mask."""
+    rates = sample_rates(rate, tokens.size(0), gen)
+    maskable = vocab.maskable(tokens)
     n = maskable.sum(1)
-    return torch.minimum(torch.ceil(rates * n - 1e-6).long(), n)
+    target = torch.minimum(torch.ceil(rates * n - 1e-6).long(), n)
+    return rates, maskable, target, torch.zeros(tokens.shape, dtype=torch.bool)
 
 
 def mask_random(tokens, vocab: Vocab, gen, rate=(0.0, 1.0), stratified=False) -> Masked:
@@ -97,10 +101,7 @@ def mask_sticky(tokens, vocab: Vocab, gen, rate=0.4, p1=0.15, p2=0.5, max_rounds
     no maskable token without a masked neighbour), the rest is placed uniformly at random.
     """
     B, T = tokens.shape
-    rates = sample_rates(rate, B, gen)
-    maskable = vocab.maskable(tokens)
-    target = _exact_counts(rates, maskable)
-    mask = torch.zeros(B, T, dtype=torch.bool)
+    rates, maskable, target, mask = _exact_start(tokens, vocab, gen, rate)
     for _ in range(max_rounds):
         need = target - mask.sum(1)  # (B,)
         if not bool((need > 0).any()):
@@ -126,12 +127,8 @@ def mask_span(tokens, vocab: Vocab, gen, rate=0.3, n_spans=4) -> Masked:
     Span lengths are a uniform random composition of K; the unmasked tokens are spread over the
     n_spans + 1 gaps (inner gaps at least one token) uniformly as well.
     """
-    B, T = tokens.shape
-    rates = sample_rates(rate, B, gen)
-    maskable = vocab.maskable(tokens)
-    target = _exact_counts(rates, maskable)
-    mask = torch.zeros(B, T, dtype=torch.bool)
-    for b in range(B):
+    rates, maskable, target, mask = _exact_start(tokens, vocab, gen, rate)
+    for b in range(len(tokens)):
         positions = maskable[b].nonzero().squeeze(1)
         m, k = len(positions), int(target[b])
         if k == 0:

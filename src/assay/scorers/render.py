@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from assay.data.corpus import read_jsonl, read_text_file
 from assay.errors import AssayError
 
 
@@ -13,36 +13,13 @@ def read_texts(text: str | None, file: Path | None, jsonl: Path | None, field: s
     if text is not None:
         texts = [text]
     elif file is not None:
-        texts = [_read_utf8(file)]
+        texts = [read_text_file(file)]
     else:
-        texts = []
-        for lineno, line in enumerate(_read_utf8(jsonl).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AssayError(f"{jsonl} line {lineno} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise AssayError(f"{jsonl} line {lineno} has no string field {field!r}")
-            texts.append(row[field])
+        texts = [row[field] for _, row in read_jsonl(jsonl, field)]
     for i, t in enumerate(texts):
         if not t.strip():
             raise AssayError("cannot score an empty text" + (f" (item {i + 1})" if len(texts) > 1 else ""))
     return texts
-
-
-def _read_utf8(path: Path) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise AssayError(f"file not found: {path}") from None
-    if b"\0" in data:
-        raise AssayError(f"{path} is not text (it contains NUL bytes)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AssayError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def render(result: dict[str, Any], threshold: float) -> None:

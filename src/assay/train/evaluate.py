@@ -18,6 +18,7 @@ def evaluate_checkpoint(
     fixed validation blocks (None: the whole validation split)."""
     cfg = ckpt.config.model_copy(deep=True)
     cfg.run.out_dir = str(ckpt.directory.parent)  # where a judge's calibration.png goes
+    cfg.data.stream_timeout = 5.0  # a judge's stream must already be there: fail fast if not
     cfg.train.eval_blocks = blocks
     if elbo_points is not None:
         cfg.train.elbo_points = elbo_points

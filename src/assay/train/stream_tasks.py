@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from assay.data.stream import ShardReader, load_val, read_meta
+from assay.data.stream import ShardReader, load_val, wait_for_stream
 from assay.errors import ConfigError
 from assay.masking.strategies import Vocab
 from assay.model.transformer import IGNORE_INDEX, class_weights_from_counts
@@ -76,7 +76,7 @@ class StreamTask:
     def __init__(self, cfg, dist, device, tokenizer):
         self.cfg, self.dist, self.device, self.tokenizer = cfg, dist, device, tokenizer
         self.folder = Path(cfg.data.stream)
-        self.meta = read_meta(self.folder)
+        self.meta = wait_for_stream(self.folder, cfg.data.stream_timeout)
         missing = [f for f in self.fields if f not in self.meta["fields"]]
         if missing:
             raise ConfigError(
@@ -118,7 +118,7 @@ class StreamTask:
         self.batches.on_checkpoint()
 
     def _val_outputs(self, model, field: str):
-        """Model outputs over this rank's share of the validation set (all of it on one process)."""
+        """Model outputs over the whole validation set (every rank computes all of it: it is small)."""
         idx = self.val["idx"].long()
         outputs = []
         for start in range(0, len(idx), self.cfg.train.batch_size):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from assay.config import apply_override, to_dict, validate
-from assay.data.stream import read_meta
+from assay.data.stream import wait_for_stream
 from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
 from assay.errors import ConfigError
@@ -95,7 +95,9 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         tokenizer = self.resume.tokenizer if self.resume else None
         if cfg.data.stream:
-            meta = read_meta(cfg.data.stream)
+            if dist.is_main and not (Path(cfg.data.stream) / "meta.json").exists():
+                self._log(f"waiting for a producer to start the stream in {cfg.data.stream}")
+            meta = wait_for_stream(cfg.data.stream, cfg.data.stream_timeout)
             if cfg.data.block_size != meta["seq_len"]:
                 self._log(f"data.block_size set to the stream's sequence length, {meta['seq_len']}")
                 cfg.data.block_size = meta["seq_len"]
