@@ -46,7 +46,7 @@ def test_init_from_loads_the_trunk_and_reports_new_heads(tmp_path, tiny_lm, tiny
     err = capsys.readouterr().err
     assert "new (freshly initialised): class_weights, head.bias, head.weight" in err
     lm, judge = weights(tiny_lm, "best"), weights(tmp_path / "insp")
-    for name in ("embed.weight", "blocks.0.attn.qkv.weight", "ln_f.weight"):
+    for name in ("embed.weight", "blocks.0.attn.q.weight", "ln_f.weight"):
         assert torch.allclose(lm[name], judge[name], atol=1e-6)  # lr ~0: still the LM's weights
     # a classifier with another number of classes: its head is skipped, the trunk is loaded
     other = judge_config(
@@ -156,4 +156,5 @@ def test_training_from_a_live_stream_with_backlog_and_deletion(tmp_path):
     cursor = read_cursor(tmp_path / "s")
     assert cursor == {"read": 12, "keep": 12}  # 12 steps x 8 samples = 12 shards of 8
     left = sorted(list_shards(tmp_path / "s" / "train"))
-    assert left and min(left) >= 12 and len(left) <= 2  # consumed ones deleted; backlog held
+    # consumed shards are deleted; whatever the producer wrote since is within the backlog
+    assert all(seq >= 12 for seq in left) and len(left) <= 2

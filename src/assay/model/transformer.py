@@ -34,28 +34,32 @@ IGNORE_INDEX = -100
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding (RoPE), cos/sin tables cached per sequence length."""
+    """Rotary position embedding (RoPE): unit complex numbers e^(i·t·θ_j), cached per length."""
 
     def __init__(self, head_dim: int, base: float):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._cache: tuple[int, torch.device, torch.Tensor, torch.Tensor] | None = None
+        self._cache: tuple[int, torch.device, torch.Tensor] | None = None
 
-    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, seq_len: int, device: torch.device) -> torch.Tensor:
+        """(T, D/2) complex64 rotations for positions 0..T-1."""
         if self._cache is None or self._cache[0] < seq_len or self._cache[1] != device:
             t = torch.arange(seq_len, device=device, dtype=torch.float32)
-            freqs = torch.outer(t, self.inv_freq.to(device))  # (T, D/2)
-            self._cache = (seq_len, device, freqs.cos(), freqs.sin())
-        _, _, cos, sin = self._cache
-        return cos[:seq_len], sin[:seq_len]
+            angles = torch.outer(t, self.inv_freq.to(device))  # (T, D/2)
+            self._cache = (seq_len, device, torch.polar(torch.ones_like(angles), angles))
+        return self._cache[2][:seq_len]
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[..., :D/2], x[..., D/2:]) of x (B, H, T, D) by position angles (T, D/2)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+def apply_rotary(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, T, H, D), its channel pairs (2j, 2j+1) read as complex numbers, by rot (T, D/2).
+
+    One complex multiply forward and backward, instead of the half-split form's chunk, four
+    multiplies, add, sub and cat (which cost ~12% of a CPU training step).
+    """
+    B, T, H, D = x.shape
+    z = torch.view_as_complex(x.float().reshape(B, T, H, D // 2, 2))  # (B, T, H, D/2)
+    return torch.view_as_real(z * rot[None, :, None, :]).reshape(B, T, H, D).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -64,16 +68,20 @@ class Attention(nn.Module):
         self.n_head = cfg.n_head
         self.causal = cfg.causal
         self.dropout = cfg.dropout
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        # Separate projections: a fused qkv output would have to be split, and the split's
+        # backward concatenates the three gradients (a full copy per layer).
+        self.q = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.k = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.v = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cos, sin, attn_mask):
+    def forward(self, x, rot, attn_mask):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        # (B, T, C) -> (B, H, T, D)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        H, D = self.n_head, C // self.n_head
+        q = apply_rotary(self.q(x).view(B, T, H, D), rot).transpose(1, 2)  # (B, H, T, D)
+        k = apply_rotary(self.k(x).view(B, T, H, D), rot).transpose(1, 2)
+        v = self.v(x).view(B, T, H, D).transpose(1, 2)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -105,8 +113,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, attn_mask):
-        x = x + self.attn(self.ln1(x), cos, sin, attn_mask)
+    def forward(self, x, rot, attn_mask):
+        x = x + self.attn(self.ln1(x), rot, attn_mask)
         return x + self.mlp(self.ln2(x))
 
 
@@ -152,7 +160,7 @@ class Transformer(nn.Module):
     def trunk(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states (B, T, C) for token ids idx (B, T); padding_mask (B, T) is True on real tokens."""
         B, T = idx.shape
-        cos, sin = self.rotary(T, idx.device)
+        rot = self.rotary(T, idx.device)
         attn_mask = None
         if padding_mask is not None and not bool(padding_mask.all()):
             attn_mask = padding_mask[:, None, None, :]  # (B, 1, 1, T): keys that may be attended
@@ -161,7 +169,7 @@ class Transformer(nn.Module):
                 attn_mask = attn_mask & causal
         x = self.drop(self.embed(idx))
         for block in self.blocks:
-            x = block(x, cos, sin, attn_mask)
+            x = block(x, rot, attn_mask)
         return self.ln_f(x)
 
     def forward(self, idx, targets=None, padding_mask=None, weights=None):
