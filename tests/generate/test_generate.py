@@ -42,7 +42,7 @@ def test_unmask_follows_a_linear_schedule_and_never_emits_specials():
         gen=torch.Generator().manual_seed(1),
         on_step=lambda s, y: counts.append(int((y == VOCAB.mask_id).sum(1)[0])),
     )
-    assert counts == [int(35 * (1 - (s + 1) / 8)) for s in range(8)]
+    assert counts == [35 * (8 - s - 1) // 8 for s in range(8)]
     assert counts[-1] == 0
     assert torch.equal(out[:, :5], x[:, :5])
     assert not torch.isin(out, torch.tensor(VOCAB.special_ids)).any()
@@ -77,3 +77,22 @@ def test_generate_causal():
     assert len(out) == 50 and all(0 <= i < 65 for i in out)
     with pytest.raises(ValueError, match="non-empty prompt"):
         generate_causal(m, [], [], 5, 16)
+
+
+def test_random_order_unmasking_also_follows_the_schedule():
+    m = model()
+    x = torch.full((1, 24), VOCAB.mask_id)
+    counts = []
+    out = unmask(
+        m,
+        x,
+        VOCAB,
+        steps=6,
+        gen=torch.Generator().manual_seed(4),
+        order="random",
+        on_step=lambda s, y: counts.append(int((y == VOCAB.mask_id).sum())),
+    )
+    assert counts == [24 * (6 - s - 1) // 6 for s in range(6)]
+    assert not torch.isin(out, torch.tensor(VOCAB.special_ids)).any()
+    with pytest.raises(ValueError, match="order"):
+        unmask(m, x, VOCAB, steps=2, order="sideways")

@@ -136,6 +136,9 @@ def generate(
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     prompt: Annotated[str, typer.Option(help="Text to continue (kept as a prefix).")] = "",
+    order: Annotated[
+        str, typer.Option(help="Diffusion: re-mask the least 'confidence' tokens each step, or a 'random' subset.")
+    ] = "confidence",
     checkpoint: WhichOpt = "best",
     as_json: JsonOpt = False,
 ) -> None:
@@ -146,7 +149,9 @@ def generate(
 
     if not 0.0 < top_p <= 1.0 or temperature < 0:
         raise AssayError("--top-p must be in (0, 1] and --temperature >= 0")
-    out = generate_text(load_checkpoint(run_dir, checkpoint), length, steps, temperature, top_p, seed, prompt)
+    out = generate_text(
+        load_checkpoint(run_dir, checkpoint), length, steps, temperature, top_p, seed, prompt, order=order
+    )
     typer.echo(json.dumps(out) if as_json else out["text"])
 
 

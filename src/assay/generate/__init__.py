@@ -23,6 +23,7 @@ def generate_text(
     seed: int = 0,
     prompt: str = "",
     device: str = "cpu",
+    order: str = "confidence",
 ) -> dict[str, Any]:
     """Sample text from a checkpoint (`assay.train.checkpoint.Checkpoint`)."""
     cfg = ckpt.config
@@ -30,6 +31,8 @@ def generate_text(
         raise AssayError(f"{ckpt.directory} is a {cfg.model.mode}; generation needs a language_model checkpoint")
     if length < 1 or steps < 1:
         raise AssayError("--length and --steps must be at least 1")
+    if order not in ("confidence", "random"):
+        raise AssayError(f"--order must be confidence or random, not {order!r}")
     tok = ckpt.tokenizer
     model = ckpt.build_model(device)
     gen = torch.Generator().manual_seed(seed)
@@ -43,7 +46,7 @@ def generate_text(
     else:
         vocab = Vocab.of(tok)
         new = generate_diffusion(
-            model, vocab, length, steps, cfg.data.block_size, prompt_ids, temperature, top_p, gen, device
+            model, vocab, length, steps, cfg.data.block_size, prompt_ids, temperature, top_p, gen, device, order=order
         )
         ids = prompt_ids + new
     return {
@@ -51,6 +54,7 @@ def generate_text(
         "tokens": len(ids),
         "objective": cfg.objective,
         "steps": None if cfg.model.causal else steps,
+        "order": None if cfg.model.causal else order,
         "temperature": temperature,
         "top_p": top_p,
         "seed": seed,

@@ -2,8 +2,10 @@
 
 Each step samples every masked position, then re-masks the least confident of the new tokens
 so that the number still masked follows a linear schedule from all of them down to none (the
-low-confidence remasking of MaskGIT / LLaDA). Texts longer than the model's block are made
-window by window, each window keeping the last half block of the text so far as its context.
+low-confidence remasking of MaskGIT / LLaDA). `order="random"` re-masks a uniformly random
+subset instead (the ancestral order of MDLM): more diverse, less word-like from a weak model.
+Texts longer than the model's block are made window by window, each window keeping the last
+half block of the text so far as its context.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ def unmask(
     top_p: float = 1.0,
     gen: torch.Generator | None = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    order: str = "confidence",
 ) -> torch.Tensor:
     """Fill the [MASK] positions of x (B, T) in `steps` steps; other positions stay as given."""
+    if order not in ("confidence", "random"):
+        raise ValueError(f"order must be 'confidence' or 'random', not {order!r}")
     gen = gen or torch.Generator().manual_seed(0)
     banned = list(vocab.special_ids)
     x = x.clone()
@@ -41,8 +46,8 @@ def unmask(
         proposal = x.clone()
         proposal[masked] = ids
         confidence = torch.full(x.shape, float("inf"), device=x.device)
-        confidence[masked] = conf
-        still = torch.floor(n0 * (1.0 - (s + 1) / steps)).long()  # (B,) to stay masked after this step
+        confidence[masked] = conf if order == "confidence" else torch.rand(conf.shape, generator=gen).to(x.device)
+        still = n0 * (steps - s - 1) // steps  # (B,) to stay masked after this step (exact integers)
         rank = confidence.argsort(dim=1).argsort(dim=1)  # 0 = least confident
         x = proposal.masked_fill(masked & (rank < still[:, None]), vocab.mask_id)
         if on_step is not None:
@@ -63,6 +68,7 @@ def generate_diffusion(
     gen: torch.Generator | None = None,
     device="cpu",
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    order: str = "confidence",
 ) -> list[int]:
     """`length` new token ids after `prompt`."""
     seq = list(prompt or [])
@@ -71,6 +77,6 @@ def generate_diffusion(
         context = seq[-(block_size // 2) :] if seq else []
         n_new = min(block_size - len(context), target - len(seq))
         x = torch.tensor([context + [vocab.mask_id] * n_new], device=device)
-        x = unmask(model, x, vocab, steps, temperature, top_p, gen, on_step)
+        x = unmask(model, x, vocab, steps, temperature, top_p, gen, on_step, order)
         seq.extend(x[0, len(context) :].tolist())
     return seq[len(prompt or []) :]
