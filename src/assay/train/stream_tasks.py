@@ -19,6 +19,7 @@ from assay.model.transformer import IGNORE_INDEX, class_weights_from_counts
 from assay.progress import console
 from assay.train import judge_metrics as jm
 from assay.train.baseline import orientation, sequence_logprob, token_logprobs
+from assay.train.tasks import Task
 
 LN2 = math.log(2)
 
@@ -68,7 +69,7 @@ class StreamBatches:
         self.reader.mark_keep(self.state_dict()["seq"])
 
 
-class StreamTask:
+class StreamTask(Task):
     """Shared by the stream tasks: batches, the validation set, state and checkpoint hooks."""
 
     fields: tuple[str, ...] = ()
@@ -91,15 +92,6 @@ class StreamTask:
         self.out_dir = Path(cfg.run.out_dir)
         self._baseline: dict[str, float] | None = None
 
-    def setup_model(self, model, resumed: bool) -> None:
-        pass
-
-    def observe(self, metrics):
-        return None
-
-    def summary(self, metrics: dict[str, Any]) -> str:
-        return ""
-
     def state_dict(self) -> dict[str, Any]:
         # `input` tells a loaded judge how its inputs looked ([CLS] first or not, window length)
         cls = self.meta.get("config", {}).get("stream", {}).get("cls", False)
@@ -107,12 +99,6 @@ class StreamTask:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches.load_state_dict(state["stream"])
-
-    def rank_state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
     def on_checkpoint(self) -> None:
         self.batches.on_checkpoint()

@@ -1,11 +1,7 @@
 """What a training mode changes: how a batch is made and what validation measures.
 
-The training loop is the same for every mode; a task supplies
-    train_batch()      -> kwargs for model(...)   (idx, targets, ...)
-    evaluate(model)    -> metrics dict with at least `val_loss`
-    observe(metrics)   -> a message when the task changed its state (e.g. a curriculum stage)
-    state_dict()/load_state_dict()        shared state (same on every rank), JSON
-    rank_state_dict()/load_rank_state_dict()  per-rank state (generators), may hold tensors
+The training loop is the same for every mode; a `Task` supplies the batches, the evaluation and
+its state. Corpus-fed language models live here; stream-fed tasks in `stream_tasks`.
 """
 
 from __future__ import annotations
@@ -30,7 +26,51 @@ from assay.train.likelihood import causal_nll, diffusion_nelbo, to_bits_per_char
 LN2 = math.log(2)
 
 
-class LanguageModelTask:
+class Task:
+    """The interface the trainer uses; the hooks default to doing nothing.
+
+    train_batch()                 -> kwargs for model(...)   (idx, targets, ...)
+    evaluate(model, final)        -> metrics with at least `val_loss`
+    state_dict()/load_state_dict()          shared state (the same on every rank), JSON
+    rank_state_dict()/load_rank_state_dict()  per-rank state (generators), may hold tensors
+    """
+
+    block_len: int
+
+    def train_batch(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def evaluate(self, model, final: bool = False) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def setup_model(self, model, resumed: bool) -> None:
+        """Adjust a new model to the data (e.g. class weights) before training starts."""
+
+    def observe(self, metrics: dict[str, Any]) -> str | None:
+        """Called after each evaluation; a message when the task changed (a curriculum stage)."""
+        return None
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        """Extra text for the evaluation log line."""
+        return ""
+
+    def on_checkpoint(self) -> None:
+        """Called before a checkpoint is written."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def rank_state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class LanguageModelTask(Task):
     """Shared by both LM objectives: token blocks in, a fixed validation set out."""
 
     def __init__(self, cfg: TrainingConfig, splits: TokenSplits, dist, device, extra_tokens: int):
@@ -44,29 +84,11 @@ class LanguageModelTask:
         starts = self.sampler.next_starts(self.cfg.train.batch_size)
         return gather_blocks(self.splits.train, starts, self.block_len)
 
-    def observe(self, metrics: dict[str, float]) -> str | None:
-        return None
-
-    def setup_model(self, model, resumed: bool) -> None:
-        pass
-
-    def on_checkpoint(self) -> None:
-        pass
-
-    def summary(self, metrics: dict[str, Any]) -> str:
-        return ""
-
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
-
-    def rank_state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
-        pass
 
     def _val_batches(self, starts: np.ndarray):
         """This rank's share of the fixed validation blocks, batch by batch."""
