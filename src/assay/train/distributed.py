@@ -53,5 +53,7 @@ class Dist:
         return self.sum(float(flag))[0] > 0
 
     def close(self) -> None:
+        """Destroy the process group (collectively: every rank calls it once, at a clean exit)."""
         if self.enabled and tdist.is_initialized():
+            tdist.barrier()
             tdist.destroy_process_group()

@@ -9,6 +9,7 @@ that never stopped.
 
 from __future__ import annotations
 
+import gc
 import math
 import shutil
 import signal
@@ -75,10 +76,15 @@ def config_for_resume(ckpt: Checkpoint, out_dir: str | Path, overrides: list[str
 def train(cfg: TrainingConfig, resume: Checkpoint | None = None) -> TrainResult:
     device_type = resolve_device(cfg.run.device).type
     dist = Dist.from_env(device_type)
-    try:
-        return Trainer(cfg, dist, resume).run()
-    finally:
-        dist.close()
+    trainer = Trainer(cfg, dist, resume)
+    result = trainer.run()
+    # The DDP wrapper holds the process group: release it before destroying the group, or gloo's
+    # threads die at interpreter exit and abort the process. Only a clean exit destroys the group
+    # (destroying while another rank is still in a collective can hang).
+    del trainer
+    gc.collect()
+    dist.close()
+    return result
 
 
 class Trainer:
@@ -285,6 +291,8 @@ class Trainer:
                 plot_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png", f"{cfg.objective}: {self.out.name}")
             if final:
                 atomic_write_json(self.out / "eval.json", {"iter": self.iter, **final})
+        # Leave together: a rank that tears down gloo while another still works aborts the process.
+        self.dist.barrier()
         return TrainResult(self.out, self.iter, final, interrupted, seconds, self.dist.rank)
 
     def _step(self, lr: float) -> float:
