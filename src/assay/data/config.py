@@ -13,8 +13,12 @@ class DataConfig(Section):
     # A shipped corpus ('tinyshakespeare', 'shakespeare') or a path: .txt, folder of .txt, .jsonl
     corpus: str = "tinyshakespeare"
     text_field: str = "text"  # JSONL field holding the text
-    split: Literal["contiguous", "documents"] = "contiguous"
+    split: Literal["contiguous", "documents", "named"] = "contiguous"
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    # split = "named": whole documents (e.g. Bible books) for validation, and for a test set that
+    # training and validation never see
+    val_documents: list[str] | None = None
+    test_documents: list[str] | None = None
     doc_separator: str = "\n\n"  # joins documents of one split before tokenising
     tokenizer: Literal["char", "bpe"] = "char"
     tokenizer_path: str | None = None  # an HF tokenizer.json to load instead of training a BPE

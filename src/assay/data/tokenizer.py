@@ -78,6 +78,11 @@ class Tokenizer(ABC):
         """Token ids of a (possibly very long) text as an int64 array."""
         return np.asarray(self.encode(text), dtype=np.int64)
 
+    def encode_array_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """`encode_array(text)` and the (N, 2) character spans of its tokens."""
+        ids, offsets = self.encode_with_offsets(text)
+        return np.asarray(ids, dtype=np.int64), np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -137,6 +142,11 @@ class CharTokenizer(Tokenizer):
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         return self.encode(text), [(i, i + 1) for i in range(len(text))]
+
+    def encode_array_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        ids = self.encode_array(text)
+        positions = np.arange(len(ids), dtype=np.int64)
+        return ids, np.stack([positions, positions + 1], axis=1)
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         n_chars = len(self.chars)
@@ -216,12 +226,23 @@ class BPETokenizer(Tokenizer):
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode_array(self, text: str) -> np.ndarray:
+        return self.encode_array_with_offsets(text)[0]
+
+    def encode_array_with_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         # Encode ~64k-character pieces as a batch: much faster than one huge string, same ids.
         chunks = _chunks(text)
         encoded = self.hf.encode_batch(chunks, add_special_tokens=False)
         if not encoded:
-            return np.zeros(0, dtype=np.int64)
-        return np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encoded])
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+        bases = np.cumsum([0] + [len(c) for c in chunks[:-1]])
+        ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encoded])
+        offsets = np.concatenate(
+            [
+                np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) + base
+                for e, base in zip(encoded, bases, strict=True)
+            ]
+        )
+        return ids, offsets
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         enc = self.hf.encode(text, add_special_tokens=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from assay.data.config import DataConfig
-from assay.data.corpus import load_corpus, split_corpus
+from assay.data.corpus import load_corpus, named_split, split_corpus
 from assay.data.tokenizer import Tokenizer, build_tokenizer
 from assay.errors import DataError
 from assay.io import atomic_write, atomic_write_json
@@ -42,16 +42,32 @@ class TokenSplits:
         return self.chars[split] / max(n_tokens, 1)
 
 
-def prepare_tokens(cfg: DataConfig, tokenizer: Tokenizer | None = None) -> TokenSplits:
-    """Load the corpus, split it, build (or reuse) the tokenizer and return cached token arrays."""
+def split_texts(cfg: DataConfig, test: bool = False):
+    """(corpus, training documents, {split: text}) with each split's documents joined by
+    `doc_separator`, exactly as they are tokenised; with `test`, also the held-out test text of a
+    named split (read only by final evaluations)."""
     corpus = load_corpus(cfg.corpus, cfg.text_field)
-    train_docs, val_docs = split_corpus(corpus, cfg.val_fraction, cfg.split)
+    if cfg.split == "named":
+        train_docs, val_docs, test_docs = named_split(corpus, cfg.val_documents, cfg.test_documents)
+    else:
+        train_docs, val_docs = split_corpus(corpus, cfg.val_fraction, cfg.split)
+        test_docs = []
     if not val_docs or not train_docs:
         raise DataError(f"corpus {cfg.corpus!r} is too small to split with val_fraction={cfg.val_fraction}")
     texts = {
         "train": cfg.doc_separator.join(d.text for d in train_docs),
         "val": cfg.doc_separator.join(d.text for d in val_docs),
     }
+    if test:
+        if not test_docs:
+            raise DataError("no test documents: set data.split = 'named' and data.test_documents")
+        texts["test"] = cfg.doc_separator.join(d.text for d in test_docs)
+    return corpus, train_docs, texts
+
+
+def prepare_tokens(cfg: DataConfig, tokenizer: Tokenizer | None = None) -> TokenSplits:
+    """Load the corpus, split it, build (or reuse) the tokenizer and return cached token arrays."""
+    corpus, train_docs, texts = split_texts(cfg)
     if tokenizer is None:
         # A char vocabulary covers the whole corpus (as nanoGPT's 65 characters do); a BPE is
         # learned from the training split only.
@@ -59,7 +75,17 @@ def prepare_tokens(cfg: DataConfig, tokenizer: Tokenizer | None = None) -> Token
         tokenizer = build_tokenizer(cfg.tokenizer, source, cfg.bpe_vocab_size, cfg.tokenizer_path)
 
     key = hashlib.sha256(
-        json.dumps([corpus.digest(), cfg.split, cfg.val_fraction, cfg.doc_separator, tokenizer.fingerprint()]).encode()
+        json.dumps(
+            [
+                corpus.digest(),
+                cfg.split,
+                cfg.val_fraction,
+                cfg.val_documents,
+                cfg.test_documents,
+                cfg.doc_separator,
+                tokenizer.fingerprint(),
+            ]
+        ).encode()
     ).hexdigest()[:24]
     folder = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     folder = folder / "tokens" / key

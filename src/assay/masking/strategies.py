@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from assay.errors import ConfigError
 from assay.model.transformer import IGNORE_INDEX
 
 
@@ -159,6 +160,8 @@ STRATEGIES = {"bert": mask_bert, "random": mask_random, "sticky": mask_sticky, "
 
 def apply_stage(stage, tokens: torch.Tensor, vocab: Vocab, gen: torch.Generator) -> Masked:
     """Mask `tokens` (B, T) with the strategy and parameters of a stage config."""
+    if stage.kind not in STRATEGIES:
+        raise ConfigError(f"masking stage {stage.kind!r} needs annotated data: train it on a corpus the task annotates")
     params = stage.model_dump(exclude={"kind"})
     return STRATEGIES[stage.kind](tokens, vocab, gen, **params)
 
@@ -166,6 +169,8 @@ def apply_stage(stage, tokens: torch.Tensor, vocab: Vocab, gen: torch.Generator)
 def expected_rate(stage) -> float:
     """Mean fraction of maskable tokens a stage masks (for reports)."""
     rate = stage.rate
+    if isinstance(rate, int | float):
+        return float(rate)
     return float(rate) if isinstance(rate, int | float) else (rate[0] + rate[1]) / 2
 
 

@@ -15,6 +15,9 @@ without targets. Label conventions (the same everywhere in assay):
                       row-major order of `targets != -100` -- a masked LM never pays for the
                       vocabulary projection of the positions it does not predict. Optional
                       `weights` (B, T) make the loss sum(w * ce) / sum(w) (e.g. the ELBO's 1/t).
+                      With `aux_classes`, `aux_targets` (B, T) (-100 ignored) train a class head
+                      on the same hidden states; its mean cross-entropy times `aux_weight` is
+                      added to the loss.
     token_classifier  targets (B, T) int64 with -100 ignored, or soft targets (B, T, C) float
                       (rows that sum to 0 are ignored); optional class weights (a buffer).
     sequence_scorer   targets (B,) float in [0, 1]; MSE on sigmoid(logit), or BCE.
@@ -134,6 +137,8 @@ class Transformer(nn.Module):
         if cfg.mode == "language_model":
             self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
             self.head.weight = self.embed.weight  # tied input/output embeddings
+            if cfg.aux_classes:
+                self.aux_head = nn.Linear(cfg.n_embd, cfg.aux_classes, bias=True)
         elif cfg.mode == "token_classifier":
             self.head = nn.Linear(cfg.n_embd, cfg.num_classes, bias=True)
             # Weights of the classes in the loss; set once from the training distribution.
@@ -172,27 +177,42 @@ class Transformer(nn.Module):
             x = block(x, rot, attn_mask)
         return self.ln_f(x)
 
-    def forward(self, idx, targets=None, padding_mask=None, weights=None):
+    def forward(self, idx, targets=None, padding_mask=None, weights=None, aux_targets=None, aux_weight=1.0):
         x = self.trunk(idx, padding_mask)  # (B, T, C)
         mode = self.cfg.mode
         if mode == "language_model":
             if targets is None:
                 return self.head(x), None
-            keep = targets != IGNORE_INDEX  # (B, T)
-            logits = self.head(x[keep])  # (N, V)
-            if not logits.numel():
-                return logits, x.sum() * 0.0
-            if weights is None:
-                return logits, F.cross_entropy(logits, targets[keep])
-            w = weights[keep].to(logits.dtype)  # (N,)
-            ce = F.cross_entropy(logits, targets[keep], reduction="none")
-            return logits, (w * ce).sum() / w.sum().clamp_min(1e-12)
+            logits, loss = self._lm_loss(x, targets, weights)
+            if aux_targets is not None:
+                loss = loss + aux_weight * self.aux_loss(x, aux_targets)
+            return logits, loss
         if mode == "token_classifier":
             logits = self.head(x)  # (B, T, C)
             return logits, None if targets is None else self._token_loss(logits, targets)
         pooled = x[:, 0] if self.cfg.pooling == "cls" else _mean_pool(x, padding_mask)  # (B, C)
         logits = self.head(pooled).squeeze(-1)  # (B,)
         return logits, None if targets is None else self._score_loss(logits, targets)
+
+    def _lm_loss(self, x, targets, weights):
+        keep = targets != IGNORE_INDEX  # (B, T)
+        logits = self.head(x[keep])  # (N, V)
+        if not logits.numel():
+            return logits, x.sum() * 0.0
+        if weights is None:
+            return logits, F.cross_entropy(logits, targets[keep])
+        w = weights[keep].to(logits.dtype)  # (N,)
+        ce = F.cross_entropy(logits, targets[keep], reduction="none")
+        return logits, (w * ce).sum() / w.sum().clamp_min(1e-12)
+
+    def aux_loss(self, x: torch.Tensor, aux_targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the auxiliary class head at the positions aux_targets labels."""
+        if not self.cfg.aux_classes:
+            raise ValueError("aux_targets given but the model has no auxiliary head (model.aux_classes = 0)")
+        keep = aux_targets != IGNORE_INDEX
+        if not keep.any():  # touch the head anyway: DDP expects a gradient for every parameter
+            return x.sum() * 0.0 + self.aux_head.weight.sum() * 0.0
+        return F.cross_entropy(self.aux_head(x[keep]), aux_targets[keep])
 
     def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         C = logits.size(-1)

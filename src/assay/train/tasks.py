@@ -201,6 +201,15 @@ class AutoregressiveTask(LanguageModelTask):
         return {"val_loss": nll, "val_bits_per_token": nll / LN2, "bits_per_char": bpc}
 
 
+def configure_model(cfg: TrainingConfig, tokenizer) -> None:
+    """Fill in the model settings that come from the data and the task, before it is built."""
+    cfg.model.vocab_size = tokenizer.vocab_size
+    if cfg.masking.targets_connectives and cfg.model.mode == "language_model":
+        from assay.train.connective_task import aux_classes_needed
+
+        cfg.model.aux_classes = aux_classes_needed(cfg.masking) or cfg.model.aux_classes
+
+
 def make_task(cfg: TrainingConfig, splits: TokenSplits | None, dist, device, tokenizer=None):
     """The task of a config: from the corpus (`splits`) or, with data.stream, from a stream."""
     if cfg.data.stream:
@@ -215,5 +224,9 @@ def make_task(cfg: TrainingConfig, splits: TokenSplits | None, dist, device, tok
             raise ConfigError(f"{cfg.objective} training reads a corpus, not a stream: unset data.stream")
         return tasks[cfg.objective](cfg, dist, device, tokenizer)
     if cfg.objective == "diffusion":
+        if cfg.masking.targets_connectives:
+            from assay.train.connective_task import ConnectiveTask
+
+            return ConnectiveTask(cfg, splits, dist, device)
         return MaskedDiffusionTask(cfg, splits, dist, device)
     return AutoregressiveTask(cfg, splits, dist, device)

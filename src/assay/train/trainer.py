@@ -35,7 +35,7 @@ from assay.train.config import TrainingConfig
 from assay.train.distributed import Dist
 from assay.train.metrics import MetricsLog, plot_loss_curve
 from assay.train.optim import add_trainable, build_optimizer, lr_at
-from assay.train.tasks import make_task
+from assay.train.tasks import configure_model, make_task
 
 
 @dataclass
@@ -130,7 +130,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
         self.splits, self.tokenizer = self._prepare_data()
-        cfg.model.vocab_size = self.tokenizer.vocab_size
+        configure_model(cfg, self.tokenizer)
         self.model = self.resume.build_model(self.device) if self.resume else Transformer(cfg.model).to(self.device)
         if cfg.model.init_from and not self.resume:
             self._init_from(cfg.model.init_from)

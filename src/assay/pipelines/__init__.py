@@ -1,0 +1,1 @@
+"""Pipelines and experiments that chain training, evaluation and reports."""
