@@ -10,6 +10,7 @@ from assay.config import load_config, validate
 from assay.data.connectives import load_inventory
 from assay.data.kjv import load_kjv
 from assay.data.tokens import prepare_tokens, split_texts
+from assay.errors import ConfigError
 from assay.pipelines.connectives import ConnectivesExperimentConfig, run_experiment
 from assay.train.checkpoint import load_checkpoint
 from assay.train.config import TrainingConfig
@@ -144,6 +145,10 @@ def test_experiment_runs_every_strategy_and_seed_then_skips_them(books, tmp_path
     log.clear()
     run_experiment(cfg, log=log.append)  # everything finished: nothing is trained again
     assert sum("skipped" in line for line in log) == 4 and not any("training" in line for line in log)
+    changed = experiment_tree(books, out)
+    changed["train"]["max_iters"] = 9  # finished runs of another budget must not be mixed in
+    with pytest.raises(ConfigError, match="other train settings"):
+        run_experiment(validate(ConnectivesExperimentConfig, changed), log=log.append)
 
 
 def test_experiment_cli_rejects_configs_without_a_baseline(books, tmp_path):

@@ -124,6 +124,7 @@ def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any
     for name in names:
         for seed in cfg.experiment.seeds:
             rd = run_dir(cfg, name, seed)
+            _check_same_config(rd, cfg.run_config(name, seed, tokenizer_path))
             if (rd / "test.json").exists():
                 log(f"{name} seed {seed}: done, skipped")
                 continue
@@ -153,6 +154,25 @@ def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any
     atomic_write_text(out / "results.md", render_markdown(results))
     plot_results(results, out)
     return results
+
+
+def _check_same_config(rd: Path, wanted: TrainingConfig) -> None:
+    """A finished or started run is reused only if it was trained with this config."""
+    saved_path = rd / "config.json"
+    if not saved_path.exists():
+        return
+    saved, new = json.loads(saved_path.read_text()), to_dict(wanted)
+    for section in ("data", "model", "masking", "train"):
+        a, b = dict(saved.get(section, {})), dict(new[section])
+        if section == "model":  # filled in from the tokenizer and the task when the run started
+            for key in ("vocab_size", "aux_classes"):
+                a.pop(key, None), b.pop(key, None)
+        if a != b:
+            changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise ConfigError(
+                f"{rd} was trained with other {section} settings ({', '.join(changed)}): "
+                "use a new experiment.out_dir for a changed experiment"
+            )
 
 
 def evaluate_run(rd: Path, inventory, test_text: str, form_counts, batch_size: int, device) -> dict[str, Any]:
