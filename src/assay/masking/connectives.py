@@ -191,7 +191,7 @@ class ConnectivePolicy:
             return conn & (chained | (u < rest))
         return conn & (u < prob)
 
-    def _chains(self, blocks, conn, rows, gen) -> torch.Tensor:
+    def _chains(self, blocks, conn, rows, gen) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) bools: connective tokens in verses with two or more connectives (in the block),
         and those of them whose chain is masked (probability q per verse)."""
         line_key = rows * (int(blocks.line.max()) + 1) + blocks.line
