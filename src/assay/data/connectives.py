@@ -105,6 +105,13 @@ class Annotations:
 
 def annotate(text: str, tokenizer, inventory: Inventory) -> tuple[np.ndarray, Annotations]:
     """Token ids of `text` (exactly `tokenizer.encode_array(text)`) and their annotations."""
+    ids, _, _, ann = annotate_with_offsets(text, tokenizer, inventory)
+    return ids, ann
+
+
+def annotate_with_offsets(text: str, tokenizer, inventory: Inventory):
+    """(ids, (N, 2) character offsets of the tokens, the finder's (start, end, form) spans -- an
+    annotation's occurrence id indexes them -- and the annotations)."""
     ids, offsets = tokenizer.encode_array_with_offsets(text)
     starts, ends = offsets[:, 0], offsets[:, 1]
     n = len(ids)
@@ -115,7 +122,8 @@ def annotate(text: str, tokenizer, inventory: Inventory) -> tuple[np.ndarray, An
     covered = np.zeros_like(found)
     newlines = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == ord("\n"))
     line = np.searchsorted(newlines, starts, side="right").astype(np.int32)
-    for k, (s, e, f) in enumerate(inventory.find(text)):
+    spans = inventory.find(text)
+    for k, (s, e, f) in enumerate(spans):
         found[f] += 1
         lo = int(np.searchsorted(ends, s, side="right"))  # first token ending after s
         hi = int(np.searchsorted(starts, e, side="left"))  # first token starting at or after e
@@ -136,7 +144,7 @@ def annotate(text: str, tokenizer, inventory: Inventory) -> tuple[np.ndarray, An
             flags[lo:hi] = LINE_INITIAL
         elif previous in CLAUSE_PUNCTUATION:
             flags[lo:hi] = CLAUSE_INITIAL
-    return ids, Annotations(occ, form, flags, line, found, covered)
+    return ids, offsets, spans, Annotations(occ, form, flags, line, found, covered)
 
 
 def coverage(inventory: Inventory, annotations: Annotations) -> list[dict]:

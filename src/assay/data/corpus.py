@@ -149,13 +149,7 @@ SHIPPED: dict[str, Callable[[], Corpus]] = {
 }
 
 
-def split_corpus(
-    corpus: Corpus,
-    val_fraction: float,
-    how: str,
-    val_names: list[str] | None = None,
-    test_names: list[str] | None = None,
-) -> tuple[list[Document], list[Document]]:
+def split_corpus(corpus: Corpus, val_fraction: float, how: str) -> tuple[list[Document], list[Document]]:
     """Deterministic train/val split; never by random characters.
 
     contiguous: the documents, in order, are cut once at (1 - val_fraction) of all characters;
@@ -163,12 +157,8 @@ def split_corpus(
         nanoGPT's `data[:int(n * 0.9)]` / `data[int(n * 0.9):]`.
     documents: whole documents go to validation, in the order of a stable hash of their ids,
         until validation holds at least val_fraction of the characters.
-    named: the documents named in `val_names` are validation; those in `test_names` are held out
-        from both (see `test_split`); the rest is training.
+    (split = "named", by document names and with a test set, is `named_split`.)
     """
-    if how == "named":
-        train, val, _ = named_split(corpus, val_names, test_names)
-        return train, val
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     docs = list(corpus.documents)
@@ -198,7 +188,7 @@ def split_corpus(
             val_ids.add(doc.id)
             got += len(doc.text)
         return [d for d in docs if d.id not in val_ids], [d for d in docs if d.id in val_ids]
-    raise DataError(f"unknown split {how!r} (use 'contiguous', 'documents' or 'named')")
+    raise DataError(f"unknown split {how!r} (use 'contiguous' or 'documents'; 'named' is named_split)")
 
 
 def named_split(

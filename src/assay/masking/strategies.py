@@ -169,8 +169,6 @@ def apply_stage(stage, tokens: torch.Tensor, vocab: Vocab, gen: torch.Generator)
 def expected_rate(stage) -> float:
     """Mean fraction of maskable tokens a stage masks (for reports)."""
     rate = stage.rate
-    if isinstance(rate, int | float):
-        return float(rate)
     return float(rate) if isinstance(rate, int | float) else (rate[0] + rate[1]) / 2
 
 

@@ -99,13 +99,14 @@ def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any
     from assay.data.tokens import split_texts
     from assay.masking.connectives import ConnectiveStats
     from assay.train.checkpoint import load_checkpoint
+    from assay.train.connective_eval import Occurrences
     from assay.train.connective_task import annotate_splits
     from assay.train.trainer import config_for_resume, resolve_device, train
 
     out = Path(cfg.experiment.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", to_dict(cfg))
-    _, train_docs, _ = split_texts(cfg.data)
+    _, train_docs, texts = split_texts(cfg.data, test=True)
     tok_dir = out / "tokenizer"
     if not tok_dir.exists():
         source = [d.text for d in train_docs]
@@ -114,11 +115,12 @@ def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any
     tokenizer_path = str(tok_dir / "tokenizer.json") if cfg.data.tokenizer == "bpe" else None
     inventory = load_inventory(next(iter(cfg.strategies.values())).inventory)
 
-    annotated = annotate_splits(cfg.data, tokenizer, inventory, test=True)
+    annotated = annotate_splits({k: texts[k] for k in ("train", "val")}, tokenizer, inventory)
+    test = Occurrences(texts["test"], tokenizer, inventory)  # tokenised once, for every run
     stats = ConnectiveStats.of(annotated["train"][1], inventory.class_of)
     cov = {split: coverage(inventory, ann) for split, (_, ann) in annotated.items()}
+    cov["test"] = coverage(inventory, test.ann)
     atomic_write_json(out / "coverage.json", cov)
-    test_text = split_texts(cfg.data, test=True)[2]["test"]
 
     names = cfg.experiment.only or list(cfg.strategies)
     for name in names:
@@ -139,15 +141,10 @@ def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any
                 if not (rd / "eval.json").exists():
                     raise ConfigError(f"run {rd} stopped before finishing; run the experiment again to resume it")
             log(f"{name} seed {seed}: evaluating on the test books")
-            test = evaluate_run(
-                rd,
-                inventory,
-                test_text,
-                stats.form_counts,
-                cfg.experiment.eval_batch_size,
-                resolve_device(cfg.run.device),
+            figures = evaluate_run(
+                rd, test, inventory, stats.form_counts, cfg.experiment.eval_batch_size, resolve_device(cfg.run.device)
             )
-            atomic_write_json(rd / "test.json", test)
+            atomic_write_json(rd / "test.json", figures)
 
     results = collect(cfg, inventory, stats, cov)
     atomic_write_json(out / "results.json", results)
@@ -175,15 +172,16 @@ def _check_same_config(rd: Path, wanted: TrainingConfig) -> None:
             )
 
 
-def evaluate_run(rd: Path, inventory, test_text: str, form_counts, batch_size: int, device) -> dict[str, Any]:
+def evaluate_run(rd: Path, test, inventory, form_counts, batch_size: int, device) -> dict[str, Any]:
+    """A run's best checkpoint on the test text (`Occurrences`, made with the experiment's tokenizer)."""
     from assay.train.checkpoint import load_checkpoint
     from assay.train.connective_eval import other_token_loss, recovery
 
     ckpt = load_checkpoint(rd, prefer="best")
     model = ckpt.build_model(device).eval()
     block = ckpt.config.data.block_size
-    res = recovery(model, ckpt.tokenizer, inventory, test_text, form_counts, block, device, batch_size)
-    res["other_token_loss"] = other_token_loss(model, ckpt.tokenizer, inventory, test_text, block, device)
+    res = recovery(model, test, inventory, form_counts, block, device, batch_size)
+    res["other_token_loss"] = other_token_loss(model, test, block, device)
     res["val"] = json.loads((rd / "eval.json").read_text())
     res["best_iter"] = int(ckpt.state["iter"])
     return res

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from assay.data.blocks import fixed_blocks, gather_blocks
-from assay.data.connectives import Inventory, annotate
+from assay.data.connectives import Inventory, annotate_with_offsets
 from assay.masking.strategies import Vocab
 from assay.model.transformer import IGNORE_INDEX
 from assay.rng import generator
@@ -47,21 +47,20 @@ def _render(form: str, style: str) -> str:
 
 
 class Occurrences:
-    """The connective occurrences of a text: token spans, forms and candidate tables."""
+    """A held-out text, tokenised and annotated once: its connective occurrences (token spans,
+    forms, case and leading space) and the candidate tables."""
 
     def __init__(self, text: str, tokenizer, inventory: Inventory):
-        self.ids, ann = annotate(text, tokenizer, inventory)
-        _, offsets = tokenizer.encode_array_with_offsets(text)
-        occ_ids, first, counts = np.unique(ann.occ, return_index=True, return_counts=True)
+        self.ids, offsets, spans, self.ann = annotate_with_offsets(text, tokenizer, inventory)
+        self.vocab = Vocab.of(tokenizer)
+        occ_ids, first, counts = np.unique(self.ann.occ, return_index=True, return_counts=True)
         keep = occ_ids >= 0
         self.lo, self.n = first[keep], counts[keep]  # first token and token count of each occurrence
-        self.form = ann.form[self.lo].astype(np.int64)
-        self.found, self.covered = ann.found, ann.covered
-        spans = inventory.find(text)  # annotate's occurrence ids index this list
-        words = [text[spans[k][0] : spans[k][1]] for k in occ_ids[keep]]
+        self.form = self.ann.form[self.lo].astype(np.int64)
+        word_spans = [spans[k] for k in occ_ids[keep]]  # annotate's occurrence ids index the spans
         # a byte-level token carries the space before a word: candidates must carry it too
-        self.spaced = offsets[self.lo, 0] < np.array([spans[k][0] for k in occ_ids[keep]], dtype=np.int64)
-        self.style = [_style(w) for w in words]
+        self.spaced = offsets[self.lo, 0] < np.array([s for s, _, _ in word_spans], dtype=np.int64)
+        self.style = [_style(text[s:e]) for s, e, _ in word_spans]
         self.candidates = self._candidate_table(tokenizer, inventory)
 
     def _candidate_table(self, tokenizer, inventory: Inventory) -> dict[tuple[str, bool], list[list[int]]]:
@@ -81,17 +80,15 @@ class Occurrences:
 @torch.no_grad()
 def recovery(
     model,
-    tokenizer,
+    occ: Occurrences,
     inventory: Inventory,
-    text: str,
     train_form_counts: np.ndarray,
     block_len: int,
     device,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Top-k recovery of the model and the baselines on `text`; see the module docstring."""
-    occ = Occurrences(text, tokenizer, inventory)
-    vocab = Vocab.of(tokenizer)
+    """Top-k recovery of the model and the baselines on a held-out text; see the module docstring."""
+    vocab = occ.vocab
     n_tokens, n_forms, n_classes = len(occ.ids), len(inventory.forms), len(inventory.classes)
     class_of = np.asarray(inventory.class_of)
     ids = torch.from_numpy(occ.ids)
@@ -161,11 +158,10 @@ def _summary(ranks, predicted, forms, true_class, class_of, inventory) -> dict[s
 
 @torch.no_grad()
 def other_token_loss(
-    model, tokenizer, inventory: Inventory, text: str, block_len: int, device, rate: float = 0.15, batch_size: int = 64
+    model, occ: Occurrences, block_len: int, device, rate: float = 0.15, batch_size: int = 64
 ) -> float:
-    """Masked-LM loss on non-connective tokens of `text` (fixed masks, the same for every model)."""
-    ids, ann = annotate(text, tokenizer, inventory)
-    vocab = Vocab.of(tokenizer)
+    """Masked-LM loss on non-connective tokens of a held-out text (fixed masks, the same for every model)."""
+    ids, ann, vocab = occ.ids, occ.ann, occ.vocab
     starts = fixed_blocks(len(ids), block_len)
     total, count = 0.0, 0
     for i in range(0, len(starts), batch_size):

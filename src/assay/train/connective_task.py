@@ -40,10 +40,9 @@ def aux_classes_needed(masking: MaskingConfig) -> int:
 
 
 def annotate_splits(
-    data_cfg, tokenizer, inventory: Inventory, test: bool = False
+    texts: dict[str, str], tokenizer, inventory: Inventory
 ) -> dict[str, tuple[np.ndarray, Annotations]]:
-    """{split: (ids, annotations)} for the training and validation texts (and test, if asked)."""
-    _, _, texts = split_texts(data_cfg, test=test)
+    """{split: (ids, annotations)} for the texts of `split_texts`."""
     return {split: annotate(text, tokenizer, inventory) for split, text in texts.items()}
 
 
@@ -54,7 +53,7 @@ class ConnectiveTask(MaskedDiffusionTask):
         if len({s.inventory for s in stages}) > 1:
             raise DataError("all connective stages of a run must use the same inventory")
         self.inventory = load_inventory(stages[0].inventory)
-        annotated = annotate_splits(cfg.data, splits.tokenizer, self.inventory)
+        annotated = annotate_splits(split_texts(cfg.data)[2], splits.tokenizer, self.inventory)
         for split, (ids, _) in annotated.items():
             cached = getattr(splits, split)
             if len(ids) != len(cached) or not np.array_equal(ids, cached):
@@ -62,6 +61,10 @@ class ConnectiveTask(MaskedDiffusionTask):
         self.train_ann, self.val_ann = annotated["train"][1], annotated["val"][1]
         self.stats = ConnectiveStats.of(self.train_ann, self.inventory.class_of)
         self.policies = [ConnectivePolicy(s, self.stats) for s in stages]
+        # the fixed validation probe of each stage: every occurrence with prob 0.5, others at its rate
+        self.probes = [
+            ConnectivePolicy(ConnectiveStage(strategy="uniform", p=0.5, rate=s.rate), self.stats) for s in stages
+        ]
         self.probe_starts = fixed_blocks(len(splits.train), self.block_len, LOSS_PROBE_BLOCKS)
         self._measured: np.ndarray | None = None
 
@@ -83,21 +86,21 @@ class ConnectiveTask(MaskedDiffusionTask):
             batch["aux_weight"] = torch.tensor(self.policy.stage.aux_weight)
         return batch
 
-    def _fixed_masks(self, x: torch.Tensor, blocks: ConnectiveBlocks, key: int, rate: float):
-        """(random masks at `rate`, connective-probe masks) for one batch, fixed by `key`."""
+    def _fixed_masks(self, x: torch.Tensor, blocks: ConnectiveBlocks, key: int):
+        """(random masks at the stage's rate, connective-probe masks) for one batch, fixed by `key`."""
+        rate = self.policy.stage.rate
         plain = mask_random(x, self.vocab, generator("connective-val", "random", key), rate=rate)
-        probe = ConnectivePolicy(ConnectiveStage(strategy="uniform", p=0.5, rate=rate), self.stats)
+        probe = self.probes[self.curriculum.index]
         probed, _ = probe(x, blocks, self.vocab, generator("connective-val", "probe", key))
         return plain, probed
 
     @torch.no_grad()
     def evaluate(self, model, final: bool = False) -> dict[str, Any]:
-        rate = self.policy.stage.rate
         sums = np.zeros(6)  # loss, count (random) | connective loss, count | other loss, count
         for starts in self._val_batches(self.val_starts):
             x = gather_blocks(self.splits.val, starts, self.block_len)
             blocks = ConnectiveBlocks.gather(self.val_ann, starts, self.block_len)
-            plain, probed = self._fixed_masks(x, blocks, int(starts[0]), rate)
+            plain, probed = self._fixed_masks(x, blocks, int(starts[0]))
             ce = _masked_ce(model, plain, self.device)
             sums[0:2] += float(ce.sum()), ce.numel()
             ce = _masked_ce(model, probed, self.device)
@@ -129,7 +132,7 @@ class ConnectiveTask(MaskedDiffusionTask):
             starts = self.probe_starts[i : i + bs]
             x = gather_blocks(self.splits.train, starts, self.block_len)
             blocks = ConnectiveBlocks.gather(self.train_ann, starts, self.block_len)
-            _, probed = self._fixed_masks(x, blocks, int(starts[0]) + 1, self.policy.stage.rate)
+            _, probed = self._fixed_masks(x, blocks, int(starts[0]) + 1)
             ce = _masked_ce(model, probed, self.device).cpu().double().numpy()
             form = blocks.form[probed.mask].numpy()
             seen = form >= 0
