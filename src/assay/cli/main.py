@@ -112,6 +112,13 @@ def show(
             typer.echo(f"{key}: {value}")
 
 
+import assay.cli.music_retrieval  # noqa: E402, F401  (adds map/suggest to music_app)
+from assay.cli.music import music_app  # noqa: E402  (typer apps only: no heavy imports)
+from assay.cli.synth import synth_app  # noqa: E402
+
+app.add_typer(synth_app, name="synth")
+app.add_typer(music_app, name="music")
+
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments: many runs, one comparison.")
 app.add_typer(experiment_app, name="experiment")
 

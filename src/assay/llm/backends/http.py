@@ -1,0 +1,126 @@
+"""HTTP plumbing shared by the backends: an httpx transport over aiohttp, and status-code mapping.
+
+Why aiohttp under the SDKs: the openai and anthropic SDKs speak httpx, whose connection pool
+(httpcore) costs time that grows with the number of connections. Measured here against a local
+server at 64 concurrent requests: the openai SDK on its default httpx client ~250 requests/s, on
+this transport ~1,000 (benchmarks/llm_throughput.py). The SDK still builds the requests and parses
+the answers and errors; only the sockets change. aiohttp is already installed (LiteLLM needs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import urllib.parse
+import urllib.request
+
+import aiohttp
+
+from assay.llm.retry import is_retryable_status, parse_retry_after
+from assay.llm.types import LLMError, RetryableLLMError, redact
+
+_DROP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+def new_session(max_connections: int, decompress: bool = True) -> aiohttp.ClientSession:
+    """A keep-alive session (must be made inside the event loop that will use it).
+
+    trust_env is off: with it on, aiohttp looks up ~/.netrc and the proxy variables in a worker thread
+    on every request, which halves the request rate; `proxy_for` does the proxy lookup once per host."""
+    connector = aiohttp.TCPConnector(limit=max(1, max_connections), limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, auto_decompress=decompress, trust_env=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_for_origin(scheme: str, host: str) -> str | None:
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(host):
+        return None
+    return proxies.get(scheme)
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment (HTTP(S)_PROXY, NO_PROXY) names for `url`, or None."""
+    parts = urllib.parse.urlsplit(url)
+    return _proxy_for_origin(parts.scheme, parts.hostname or "")
+
+
+def _transport_class(hx):
+    """An `hx.AsyncBaseTransport` over aiohttp, for hx = httpx (openai SDK) or httpx2 (anthropic SDK,
+    which ships its own fork of httpx with the same interface)."""
+
+    class AiohttpTransport(hx.AsyncBaseTransport):
+        """Requests go out through one aiohttp session (made lazily, inside the loop that uses it)."""
+
+        def __init__(self, max_connections: int = 64):
+            self.max_connections = max_connections
+            self._session: aiohttp.ClientSession | None = None
+
+        async def handle_async_request(self, request):
+            if self._session is None or self._session.closed:
+                # a gzip body goes to httpx still compressed: httpx decodes it by its headers
+                self._session = new_session(self.max_connections, decompress=False)
+            limits = request.extensions.get("timeout") or {}
+            timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=limits.get("connect"), sock_read=limits.get("read")
+            )
+            headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _DROP_HEADERS]
+            body = await request.aread()
+            try:
+                async with self._session.request(
+                    request.method,
+                    str(request.url),
+                    headers=headers,
+                    data=body or None,
+                    allow_redirects=False,
+                    timeout=timeout,
+                    proxy=proxy_for(str(request.url)),
+                    skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+                ) as resp:
+                    content = await resp.read()
+                    status, raw_headers = resp.status, list(resp.raw_headers)
+            except TimeoutError as exc:  # aiohttp's timeouts subclass asyncio.TimeoutError (= TimeoutError)
+                raise hx.ReadTimeout(f"timed out: {exc}", request=request) from None
+            except aiohttp.ClientConnectorError as exc:
+                raise hx.ConnectError(str(exc), request=request) from None
+            except aiohttp.ClientError as exc:
+                raise hx.RemoteProtocolError(f"{type(exc).__name__}: {exc}", request=request) from None
+            return hx.Response(status, headers=raw_headers, content=content, request=request)
+
+        async def aclose(self) -> None:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+
+    return AiohttpTransport
+
+
+@functools.cache
+def transport_class(module: str = "httpx") -> type:
+    return _transport_class(importlib.import_module(module))
+
+
+def http_client(max_connections: int, timeout_s: float, module: str = "httpx"):
+    """The httpx (or httpx2) client handed to an SDK."""
+    hx = importlib.import_module(module)
+    return hx.AsyncClient(transport=transport_class(module)(max_connections), timeout=timeout_s)
+
+
+def status_error(status: int, message: str, headers=None, secret: str | None = None) -> Exception:
+    """The exception for an HTTP error answer: retryable (408/409/429/5xx) or an LLMError.
+
+    The server's text is kept short and scrubbed of the key; for 401/403 it is dropped (some
+    servers echo the rejected key)."""
+    if status in (401, 403):
+        return LLMError(f"HTTP {status}: the server rejected the API key (check --api-key-env / --env-file)")
+    text = redact(" ".join(str(message).split()), secret)[:300]
+    if is_retryable_status(status):
+        return RetryableLLMError(f"HTTP {status}: {text}", status=status, retry_after=parse_retry_after(headers))
+    return LLMError(f"HTTP {status}: {text}")
+
+
+async def close_quietly(closer) -> None:
+    """Await `closer()` ignoring errors of an already-closed or foreign-loop resource."""
+    with contextlib.suppress(RuntimeError, OSError):
+        await closer()

@@ -1,0 +1,160 @@
+"""OpenAI-compatible endpoints (OpenAI itself, vLLM, llama.cpp, Ollama, OpenRouter, ...).
+
+Two transports with the same behaviour: `OpenAIBackend` uses the openai SDK (over aiohttp, see
+http.py) and `LeanOpenAIBackend` posts the JSON itself (no SDK objects per request: for very high
+request rates against a local server).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from assay.llm.backends.http import close_quietly, http_client, new_session, proxy_for, status_error
+from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Usage, redact
+
+OPENAI_BASE = "https://api.openai.com/v1"
+
+
+def model_name(model: str) -> str:
+    """The name the endpoint knows: without assay's "openai/" prefix."""
+    return model.removeprefix("openai/")
+
+
+def request_body(request: ChatRequest) -> dict[str, Any]:
+    """The chat-completions JSON body (without the provider extras)."""
+    body: dict[str, Any] = {
+        "model": model_name(request.model),
+        "messages": request.messages,
+        "temperature": request.temperature,
+    }
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.json_schema is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": request.schema_name, "schema": request.json_schema, "strict": False},
+        }
+    return body
+
+
+def map_sdk_error(exc: Exception, secret: str | None) -> Exception:
+    """openai SDK (and LiteLLM, whose exceptions subclass the SDK's) exception -> ours."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return RetryableLLMError("timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return RetryableLLMError(redact(f"connection error: {exc}", secret)[:300])
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        response = getattr(exc, "response", None)
+        return status_error(status, getattr(exc, "message", str(exc)), getattr(response, "headers", None), secret)
+    return LLMError(redact(f"{type(exc).__name__}: {exc}", secret)[:300])
+
+
+class OpenAIBackend:
+    """openai.AsyncOpenAI(base_url=api_base) with its own retries off (the client retries)."""
+
+    name = "openai"
+
+    def __init__(self, api_base: str | None, api_key: str | None, timeout_s: float, max_connections: int):
+        import openai
+
+        self._secret = api_key
+        self._client = openai.AsyncOpenAI(
+            base_url=api_base or OPENAI_BASE,
+            api_key=api_key or "not-needed",  # keyless local servers still need a non-empty string
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=http_client(max_connections, timeout_s),
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        import openai
+
+        extra = request.provider_extra()
+        started = time.perf_counter()
+        try:
+            out = await self._client.chat.completions.create(**request_body(request), extra_body=extra or None)
+        except openai.OpenAIError as exc:
+            raise map_sdk_error(exc, self._secret) from None
+        if not out.choices:
+            raise LLMError(f"{request.model}: the answer has no choices")
+        choice = out.choices[0]
+        usage = out.usage
+        return ChatResponse(
+            text=choice.message.content or "",
+            model=out.model or request.model,
+            usage=Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage(),
+            latency_s=time.perf_counter() - started,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        await close_quietly(self._client.close)
+
+
+class LeanOpenAIBackend:
+    """POST {api_base}/chat/completions with aiohttp and read the JSON: no SDK, same error mapping."""
+
+    name = "openai-lean"
+
+    def __init__(self, api_base: str | None, api_key: str | None, timeout_s: float, max_connections: int):
+        self._url = (api_base or OPENAI_BASE).rstrip("/") + "/chat/completions"
+        self._proxy = proxy_for(self._url)
+        self._secret = api_key
+        self._headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key or 'not-needed'}"}
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._session = None
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        import aiohttp
+
+        if self._session is None:
+            self._session = new_session(self._max_connections)
+            self._timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+        body = request_body(request)
+        body.update(request.provider_extra())
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                self._url, data=json.dumps(body), headers=self._headers, timeout=self._timeout, proxy=self._proxy
+            ) as resp:
+                raw = await resp.read()
+                status, headers = resp.status, resp.headers
+        except TimeoutError:
+            raise RetryableLLMError("timed out") from None
+        except aiohttp.ClientError as exc:
+            raise RetryableLLMError(redact(f"connection error: {type(exc).__name__}: {exc}", self._secret)) from None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if status >= 400:
+            error = data.get("error") if isinstance(data, dict) else None
+            message = error.get("message") if isinstance(error, dict) else raw[:300].decode("utf-8", "replace")
+            raise status_error(status, message, headers, self._secret)
+        try:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            return ChatResponse(
+                text=choice["message"].get("content") or "",
+                model=data.get("model") or request.model,
+                usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+                latency_s=time.perf_counter() - started,
+                finish_reason=choice.get("finish_reason"),
+            )
+        except (TypeError, KeyError, IndexError, AttributeError):
+            raise LLMError(f"{request.model}: the endpoint's answer is not a chat completion") from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await close_quietly(self._session.close)
+            self._session = None

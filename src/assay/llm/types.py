@@ -1,0 +1,127 @@
+"""The request and response of one chat completion, and the LLM errors.
+
+A `ChatRequest` holds everything that changes the answer (it is what the response cache keys on);
+a `ChatResponse` is what any backend returns. Both are plain frozen dataclasses: the client
+builds thousands of them per second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from assay.errors import AssayError
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat completion.
+
+    model: "openai/NAME", "anthropic/NAME", "local/smollm2", any LiteLLM string; "" means the
+        client's configured model.
+    messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]
+    temperature, max_tokens, top_p, seed: sampling parameters (None = the provider's default).
+    json_schema: a JSON Schema the answer must follow (sent to providers that support it; the
+        client validates locally either way); schema_name names it for the provider.
+    extra: provider parameters sent with the request. Keys starting with "_" are not sent: they only
+        enter the cache key (e.g. {"_candidate": 3} asks for a fresh sample of an otherwise equal request).
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    json_schema: dict | None = None
+    schema_name: str = "response"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def prompt(cls, text: str, *, system: str | None = None, model: str = "", **params: Any) -> ChatRequest:
+        """A request of one user message (after an optional system message)."""
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": text})
+        return cls(model=model, messages=messages, **params)
+
+    def replace(self, **changes: Any) -> ChatRequest:
+        return dataclasses.replace(self, **changes)
+
+    def provider_extra(self) -> dict[str, Any]:
+        """`extra` without the cache-only "_" keys: what goes to the provider."""
+        return {k: v for k, v in self.extra.items() if not k.startswith("_")}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    """One answer. cost_usd is what this call cost (0.0 for a cache hit); latency_s is the time the
+    caller waited, retries included (for a cache hit: the lookup)."""
+
+    text: str
+    model: str
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    cached: bool = False
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+
+    def replace(self, **changes: Any) -> ChatResponse:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "model": self.model,
+            "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens},
+            "cost_usd": self.cost_usd,
+            "cached": self.cached,
+            "latency_s": self.latency_s,
+            "finish_reason": self.finish_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatResponse:
+        usage = data.get("usage") or {}
+        return cls(
+            text=data["text"],
+            model=data.get("model", ""),
+            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            cost_usd=float(data.get("cost_usd", 0.0)),
+            cached=bool(data.get("cached", False)),
+            latency_s=float(data.get("latency_s", 0.0)),
+            finish_reason=data.get("finish_reason"),
+        )
+
+
+class LLMError(AssayError):
+    """An LLM call failed for good (bad request, bad key, retries exhausted). One line, never a key."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class RetryableLLMError(Exception):
+    """Internal: an attempt failed in a way worth retrying (429, 5xx, timeout, connection error).
+
+    status: the HTTP status if there was one; retry_after: seconds the server asked us to wait.
+    """
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(" ".join(str(message).split()))
+        self.status = status
+        self.retry_after = retry_after
+
+
+def redact(text: str, secret: str | None) -> str:
+    """`text` with every occurrence of `secret` replaced by '***' (short secrets are left alone:
+    replacing a 1-3 character string would mangle the message and protect nothing)."""
+    if secret and len(secret) >= 4:
+        return text.replace(secret, "***")
+    return text

@@ -1,0 +1,1 @@
+"""`assay synth`: text -> vibes -> best-of-N music configs -> scores -> dataset splits (docs/synth.md)."""

@@ -1,0 +1,165 @@
+"""`assay synth configs`: best-of-N music configs for every vibe row.
+
+Per row, N candidates are sampled (temperature 0.8 by default) from the vibe in `<vibe>...</vibe>`
+with a system prompt that carries the instructions and the payload's JSON Schema. Each candidate
+is checked on the raw text -- `format_valid` (JSON), `schema_valid` (the payload schema),
+`palette_valid` (3 palettes x 5 colours) -- all candidates are kept, and the first valid one is
+selected (`best_index`, `config_payload`); `assay synth score` later re-selects by quality. A row
+with no valid candidate keeps `config_payload: null` and says why in `config_error`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from assay.config import Section
+from assay.errors import DataError
+
+SPLIT_FILES = ("TEST", "SFT-Val", "GRPO", "SFT-Train")
+
+SYSTEM = """You are a composer of generative ambient music. Given a vibe (a mood described in words, \
+inside <vibe>...</vibe>), design one piece that fits it.
+Answer with one JSON object only, with keys in this order: "thinking" (a few sentences on how \
+the sound fits the vibe), "title" (1-6 words), "config" (every music field, using only the \
+allowed labels), "palettes" (3 colour palettes that fit the vibe, each with 5 distinct colours \
+ordered by weight xxl, xl, lg, md, sm).
+The JSON Schema of the answer:
+{schema}"""
+
+
+class ConfigsConfig(Section):
+    num_candidates: int = Field(3, ge=1, le=32, description="Candidates per vibe (best-of-N).")
+    temperature: float = Field(0.8, ge=0)
+    max_tokens: int = Field(1500, ge=64)
+    seed: int = 42
+    vibe_field: str = Field("vibe_original", description="Column holding the vibe given to the model.")
+    splits: list[str] = Field(list(SPLIT_FILES), description="Split files to process, in this order.")
+
+
+def system_prompt() -> str:
+    from assay.music.schema import payload_json_schema
+
+    return SYSTEM.format(schema=json.dumps(payload_json_schema(), separators=(",", ":")))
+
+
+def build_messages(vibe: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": f"<vibe>{vibe}</vibe>"}]
+
+
+def candidate_seed(seed: int, row_id: str, index: int) -> int:
+    """A distinct, stable seed per candidate: different samples, and distinct cache keys."""
+    from assay.pipelines.synth.noise import stable_rng
+
+    return stable_rng(seed, row_id, index).randrange(2**31)
+
+
+def select(texts: list[str]) -> dict[str, Any]:
+    """Validate candidate texts -> the seed's fields (candidates, scores, best_index, payload, error)."""
+    from assay.music.schema import validity
+
+    checks = [validity(text) for text in texts]
+    scores = {key: [int(c[key]) for c in checks] for key in ("format_valid", "schema_valid", "palette_valid")}
+    valid = [i for i, c in enumerate(checks) if c["format_valid"] and c["schema_valid"] and c["palette_valid"]]
+    best = valid[0] if valid else None
+    errors = sorted({c["error"] for c in checks if c["error"]})
+    return {
+        "config_candidates": [c["payload"] for c in checks],
+        "config_raw": texts,
+        "scores": scores,
+        "best_index": best,
+        "config_payload": checks[best]["payload"] if best is not None else None,
+        "config_error": None if valid else "no valid candidate: " + "; ".join(errors)[:500],
+    }
+
+
+def generate_configs(
+    input_dir: Path, out_dir: Path, config: ConfigsConfig, llm_settings: Any, runner_settings: Any
+) -> dict[str, Any]:
+    """Process each split file of `input_dir` into the same file name in `out_dir`."""
+    import asyncio
+
+    from assay.llm.client import LLMClient
+    from assay.llm.types import ChatRequest
+    from assay.music.schema import payload_json_schema
+    from assay.pipelines.runner import arun_rows, read_jsonl, write_run_config
+
+    files = [Path(input_dir) / f"{name}.jsonl" for name in config.splits]
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        raise DataError(f"missing split file(s) {', '.join(missing)} (made by `assay synth vibes`)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schema = payload_json_schema()
+    write_run_config(
+        out_dir,
+        "configs",
+        {"configs": config.model_dump(), "llm": llm_settings.public_dict(), "runner": runner_settings.model_dump()},
+        {"input_dir": str(input_dir)},
+    )
+
+    async def main() -> dict[str, Any]:
+        client = LLMClient(llm_settings)
+        results: dict[str, Any] = {}
+
+        async def process(row: dict[str, Any]) -> dict[str, Any]:
+            vibe = row.get(config.vibe_field)
+            if not isinstance(vibe, str) or not vibe.strip():
+                raise DataError(f"row {row['row_id']}: no vibe in field {config.vibe_field!r}")
+
+            async def one(index: int) -> str:
+                request = ChatRequest(
+                    model=llm_settings.model,
+                    messages=build_messages(vibe),
+                    temperature=config.temperature,
+                    max_tokens=config.max_tokens,
+                    seed=candidate_seed(config.seed, row["row_id"], index),
+                    json_schema=schema,
+                    schema_name="music_payload",
+                )
+                return (await client.complete(request)).text
+
+            texts = await asyncio.gather(*(one(i) for i in range(config.num_candidates)))
+            return row | {"config_model": llm_settings.model} | select(list(texts))
+
+        try:
+            for path in files:
+                rows = list(read_jsonl(path))
+                stats = await arun_rows(rows, process, out_dir / path.name, runner_settings, f"configs {path.stem}")
+                results[path.stem] = stats.to_dict()
+        finally:
+            await client.aclose()
+        return {"splits": results, "usage": client.usage.summary()}
+
+    summary = asyncio.run(main())
+    summary["validity"] = validity_summary(out_dir, config.splits)
+    return summary
+
+
+def validity_summary(out_dir: Path, splits: list[str]) -> dict[str, float]:
+    """Share of candidates format/schema/palette-valid, and of rows with a selected config."""
+    from assay.pipelines.runner import read_jsonl
+
+    totals = {"candidates": 0, "format_valid": 0, "schema_valid": 0, "palette_valid": 0, "rows": 0, "rows_valid": 0}
+    for name in splits:
+        path = Path(out_dir) / f"{name}.jsonl"
+        if not path.exists():
+            continue
+        for row in read_jsonl(path):
+            totals["rows"] += 1
+            totals["rows_valid"] += row.get("config_payload") is not None
+            for key in ("format_valid", "schema_valid", "palette_valid"):
+                totals[key] += sum(row["scores"][key])
+            totals["candidates"] += len(row["scores"]["format_valid"])
+    n = max(totals["candidates"], 1)
+    return {
+        "candidates": totals["candidates"],
+        "format_valid_rate": totals["format_valid"] / n,
+        "schema_valid_rate": totals["schema_valid"] / n,
+        "palette_valid_rate": totals["palette_valid"] / n,
+        "rows": totals["rows"],
+        "rows_with_config": totals["rows_valid"],
+    }
