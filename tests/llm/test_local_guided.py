@@ -287,6 +287,18 @@ def test_hex_pattern_even_when_the_model_wants_to_stop():
     assert steered.value == "#ff00ab"
 
 
+def test_word_limited_pattern_and_min_length_fallback():
+    title = {"type": "string", "pattern": r"^\S+( \S+){0,5}$", "maxLength": 40}
+    for seed in range(10):
+        result, _ = run(title, noise_logits(seed), temperature=1.0)
+        assert 1 <= len(result.value.split()) <= 6 and len(result.value) <= 40
+        assert re.fullmatch(title["pattern"], result.value)
+    # the token cap hits before minLength: the match is finished (long enough) without the model
+    short = {"type": "string", "pattern": "^[a-z]+$", "minLength": 8}
+    result, _ = run(short, noise_logits(1), max_string_tokens=2)
+    assert re.fullmatch("[a-z]{8,}", result.value)
+
+
 def test_numbers_stay_in_bounds():
     for seed in range(15):
         result, _ = run({"type": "integer", "minimum": -50, "maximum": 12345}, noise_logits(seed), temperature=1.0)

@@ -16,7 +16,6 @@ string, default 64).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 
@@ -36,8 +35,6 @@ DEFAULT_STRING_TOKENS = 64
 # (measured: 1 tok/s with 2 threads vs 20 tok/s with 1 while another process used the CPU).
 THREADS_ENV = "ASSAY_LOCAL_THREADS"
 MIN_ROOM = 64  # context tokens a prompt must leave free
-
-log = logging.getLogger(__name__)
 
 
 class LocalBackend:
@@ -184,7 +181,6 @@ def _sample(lm: LocalModel, session: KVSession, request: ChatRequest, generator,
             finish = "stop"
             break
         out.append(token)
-        if len(out) < limit:  # the last token's forward pass would feed nothing
-            session.push_token(token)
+        session.push_token(token)  # (queued: it runs with the next next_logits call)
     text = lm.tokenizer.decode(out, skip_special_tokens=True)
     return text, finish, len(out) + (finish == "stop")

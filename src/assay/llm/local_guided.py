@@ -114,7 +114,7 @@ class Vocab:
         self.ends_number = torch.tensor([bool(t) and t[0] in ",}]" for t in self.texts], dtype=torch.bool)
         self.string_end_ids = self.ends_string.nonzero()[:, 0]
         self.number_end_ids = self.ends_number.nonzero()[:, 0].tolist()
-        self._alphabets: dict[str, list[int]] = {}
+        self._groups: dict[str, list[tuple[str, list[int]]]] = {}
         self._numeric: list[int] | None = None
         self._moves: dict[tuple[str, frozenset[int]], PatternMoves] = {}
 
@@ -128,20 +128,39 @@ class Vocab:
         """Tokens that keep a match of `pattern` alive from `states` (cached per pattern and state set)."""
         key = (pattern.source, states)
         if key not in self._moves:
-            if pattern.source not in self._alphabets:
-                ok = pattern.alphabet_test()
-                self._alphabets[pattern.source] = [
-                    i for i, t in enumerate(self.texts) if self.in_string[i] and all(ok(c) for c in t)
-                ]
             ids, nexts, needs = [], [], []
-            for i in self._alphabets[pattern.source]:
-                nxt = pattern.advance(states, self.texts[i])
+            for text, group in self._pattern_groups(pattern):
+                nxt = pattern.advance(states, text)
                 if nxt:
-                    ids.append(i)
-                    nexts.append(nxt)
-                    needs.append(len(self.texts[i]) + pattern.remaining(nxt))
+                    ids += group
+                    nexts += [nxt] * len(group)
+                    needs += [len(text) + pattern.remaining(nxt)] * len(group)
             self._moves[key] = PatternMoves(torch.tensor(ids, dtype=torch.long), nexts, torch.tensor(needs))
         return self._moves[key]
+
+    def _pattern_groups(self, pattern: Pattern) -> list[tuple[str, list[int]]]:
+        """The tokens that can occur in a match, grouped by the pattern's view of their characters
+        (per character: which of its character sets contain it). Tokens in a group move the same way
+        from every state, so each group is simulated once. [(a representative text, token ids)]"""
+        if pattern.source not in self._groups:
+            sets = pattern.charsets()
+            classes: dict[str, int] = {}
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, text in enumerate(self.texts):
+                if not self.in_string[i]:
+                    continue
+                signature = []
+                for char in text:
+                    cls = classes.get(char)
+                    if cls is None:
+                        cls = classes[char] = sum(1 << k for k, cs in enumerate(sets) if char in cs)
+                    if not cls:  # a character no set admits: the token never fits
+                        break
+                    signature.append(cls)
+                else:
+                    groups.setdefault(tuple(signature), []).append(i)
+            self._groups[pattern.source] = [(self.texts[ids[0]], ids) for ids in groups.values()]
+        return self._groups[pattern.source]
 
 
 @dataclass
@@ -612,7 +631,7 @@ class _Walker:
             states = moves.next_states[moves.index[token]]
             steps += 1
         if not (pattern.is_match(states) and len(chars) >= min_length):
-            tail = pattern.shortest_completion(states)  # out of tokens: finish the match without the model
+            tail = pattern.completion(states, min_length - len(chars))  # out of tokens: finish without the model
             chars += tail
             self.push(tail)
         return chars
@@ -676,19 +695,19 @@ def _number_feasible(node: Numeric, text: str) -> bool:
     limit = _digits(node)
     if len(whole) > limit:
         return False
+    # spans [a, b] of the values the prefix can still become; b is the largest one writable (a
+    # float has at most FRACTION_DIGITS decimals), so the bound test below is exact at open bounds
+    step = Decimal(1) if node.integer else Decimal(10) ** -FRACTION_DIGITS
     if dot:
         low = Decimal(f"{whole}.{frac}" if frac else whole)
-        spans = [(low, low + Decimal(10) ** -len(frac))]
+        spans = [(low, low + Decimal(10) ** -len(frac) - step)]
     elif not whole:
-        spans = [(Decimal(0), Decimal(10) ** limit)]
+        spans = [(Decimal(0), Decimal(10) ** limit - step)]
     elif whole == "0":
-        spans = [(Decimal(0), Decimal(0) if node.integer else Decimal(1))]
+        spans = [(Decimal(0), Decimal(1) - step)]
     else:
         first = int(whole)
-        spans = [
-            (Decimal(first * 10**k), Decimal((first + 1) * 10**k - (1 if node.integer else 0)))
-            for k in range(limit - len(whole) + 1)
-        ]
+        spans = [(Decimal(first * 10**k), (first + 1) * Decimal(10) ** k - step) for k in range(limit - len(whole) + 1)]
     if sign:
         spans = [(-b, -a) for a, b in spans]
     lo = Decimal(str(node.minimum)) if node.minimum is not None else None
@@ -758,8 +777,7 @@ def minimal_value(node: Node, depth: int = 0) -> Any:
         return node.values[0]
     if isinstance(node, Text):
         if node.pattern is not None:
-            text = node.pattern.shortest_completion(node.pattern.start)
-            return text if len(text) >= node.min_length else text + "x" * (node.min_length - len(text))
+            return node.pattern.completion(node.pattern.start, node.min_length)
         return "x" * node.min_length
     if isinstance(node, Numeric):
         return _fallback_number(node)

@@ -10,7 +10,7 @@ concurrent writer never leaves a half-written one; if the cache is not writable 
 simply loaded from the GGUF each time.
 
 Everything runs offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE are set before transformers is
-imported), in fp32 on the CPU, with torch's default thread count.
+imported, in local_session), in fp32 on the CPU, with torch's default thread count.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,8 +101,6 @@ def load_model(spec: str) -> LocalModel:
 
 
 def _load(path: Path) -> LocalModel:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     started = time.perf_counter()
     if path.is_dir():
         model, tokenizer = _from_directory(path)
@@ -136,22 +135,31 @@ def _load(path: Path) -> LocalModel:
     )
 
 
+@contextmanager
 def _quiet():
-    """transformers' loading progress bars and notices are noise in a CLI run."""
+    """Silence transformers' loading progress bars and notices (noise in a CLI run), then restore.
+    (The GGUF reader's own tqdm bar, shown once per machine, cannot be turned off from here.)"""
     from transformers.utils import logging as hf_logging
 
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _from_directory(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise LLMError(f"cannot load the local model {path}: {' '.join(str(exc).split())[:300]}") from None
     return model, tokenizer
@@ -161,9 +169,9 @@ def _from_gguf(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet()
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     # The weights are dequantised fp32 now; dropping the GGUF quantizer makes the model an ordinary
     # one that save_pretrained accepts.
     model.hf_quantizer = None
@@ -178,8 +186,9 @@ def _save_dequantised(model, tokenizer, target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with _quiet():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         if target.exists():  # a damaged copy we could not load: replace it
             shutil.rmtree(target)
         os.rename(tmp, target)

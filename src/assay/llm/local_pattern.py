@@ -276,10 +276,23 @@ class Pattern:
             states = self.step(states, char)
         return "".join(out)
 
-    def alphabet_test(self):
-        """A predicate: can this character appear in some match at all (filters the vocabulary once)."""
-        sets = {cs for edges in self.edges for cs, _ in edges}
-        return lambda char: any(char in cs for cs in sets)
+    def completion(self, states: frozenset[int], min_chars: int = 0) -> str:
+        """Characters that finish a match from `states`, at least `min_chars` of them where the
+        pattern allows (padding with any character that keeps a match reachable, then the shortest
+        way to finish)."""
+        out = []
+        for _ in range(min_chars):
+            char = next((cs.example() for s in states for cs, _ in self.edges[s]), None)
+            if char is None:  # no longer match exists
+                break
+            out.append(char)
+            states = self.step(states, char)
+        return "".join(out) + self.shortest_completion(states)
+
+    def charsets(self) -> list[CharSet]:
+        """The distinct character sets on the edges: two characters in exactly the same sets behave
+        the same from every state (used to group tokens by their characters' classes)."""
+        return list(dict.fromkeys(cs for edges in self.edges for cs, _ in edges))
 
 
 def _build(pattern: Pattern, node: tuple) -> tuple[int, int]:

@@ -11,8 +11,10 @@ copied into each new session's buffers, so their prefill is paid once per proces
 Scoring options (`score`) packs their tokens as a trie after the context and runs it in one forward
 pass with a tree attention mask: each trie node attends to the context and to its own ancestors,
 and sits at the position it would have in a plain left-to-right run. Shared prefixes (the pending
-forced text, common first tokens) are computed once; `commit` moves the chosen path's keys/values
-down onto the context and drops the rest, so the chosen option costs no extra pass.
+forced text, common first tokens) are computed once, and leaves not at all (a token's log-prob comes
+from its parent's logits); `commit` moves the chosen path's keys/values down onto the context and
+queues its leaf, so the chosen option costs no extra pass. Queued tokens and forced text run with
+the next pass, whatever it is.
 
 The model runs with `ATTENTION` ("assay_sdpa"): torch's SDPA with grouped-query attention done by
 the kernel (`enable_gqa`), where transformers' own "sdpa" copies the key/value heads whenever a
@@ -21,18 +23,23 @@ mask is given (every multi-token and tree pass here).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from transformers import AttentionInterface, DynamicCache
-from transformers.cache_utils import DynamicLayer
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+# huggingface_hub reads these when first imported: the local model never touches the network
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from assay.llm.local_guided import Vocab
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from transformers import AttentionInterface, DynamicCache  # noqa: E402
+from transformers.cache_utils import DynamicLayer  # noqa: E402
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask  # noqa: E402
+
+from assay.llm.local_guided import Vocab  # noqa: E402
 
 ATTENTION = "assay_sdpa"
 PREFIX_SLOTS = 4  # prompt prefixes (system turns) whose KV state is kept per loaded model
