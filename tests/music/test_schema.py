@@ -29,7 +29,7 @@ from assay.music.schema import (
 )
 
 DATA = Path(__file__).parent / "data"
-PINNED_SCHEMA_HASH = "080174b8f7d4c8c90b373cbea5f7a72efdcc3a203eb91821a7233a11b627b978"
+PINNED_SCHEMA_HASH = "96a568ef0398c97673f30eae0fcb8b20b021758b93a53fce4b5d720ecae8d91f"
 
 
 @pytest.fixture

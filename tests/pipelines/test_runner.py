@@ -43,6 +43,24 @@ def test_refuses_to_overwrite_without_resume(tmp_path):
     assert len(read(out)) == 2
 
 
+def test_a_step_refuses_before_touching_an_existing_run(tmp_path):
+    from assay.pipelines.synth.configs import ConfigsConfig, generate_configs
+
+    vibes, out = tmp_path / "vibes", tmp_path / "out"
+    vibes.mkdir()
+    for name in ("TEST", "SFT-Val", "GRPO", "SFT-Train"):
+        (vibes / f"{name}.jsonl").write_text("")
+    out.mkdir()
+    (out / "TEST.jsonl").write_text('{"row_id": "a"}\n')
+    (out / "run_config.json").write_text("{}")
+    from assay.llm.settings import LLMSettings
+
+    with pytest.raises(AssayError, match="already exists"):
+        generate_configs(vibes, out, ConfigsConfig(), LLMSettings(model="openai/x"), quiet())
+    assert (out / "run_config.json").read_text() == "{}"  # untouched
+    assert (out / "TEST.jsonl").read_text() == '{"row_id": "a"}\n'
+
+
 def test_resume_skips_done_rows_and_cuts_a_torn_line(tmp_path):
     out = tmp_path / "out.jsonl"
     run_rows(rows(5), double, out, quiet(limit=3))
@@ -119,5 +137,5 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
 
     path = tmp_path / "in.jsonl"
     path.write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(DataError, match=r"in.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"in.jsonl line 2 is not valid JSON"):
         list(read_jsonl(path))

@@ -222,3 +222,56 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
         assert again.returncode == 0, again.stderr
     ids = [r["row_id"] for r in read(target)]
     assert sorted(ids) == [r["row_id"] for r in rows]  # 0 lost, 0 duplicated
+
+
+@pytest.mark.slow
+def test_local_smollm2_end_to_end_on_a_handful_of_rows(tmp_path, capsys):
+    """The real local model (no network): 2 texts -> vibes -> 2 configs, schema-guided, all valid."""
+    texts, vibes, configs = tmp_path / "texts", tmp_path / "vibes", tmp_path / "configs"
+    assert run_cli(["synth", "ingest", "--out", str(texts), "--source", "kjv", "--per-source", "2"]) == 0
+    local = ["--model", "local/smollm2", "--max-concurrency", "1", "--cache", str(tmp_path / "c.sqlite")]
+    assert (
+        run_cli(
+            [
+                "synth",
+                "vibes",
+                "--input-dir",
+                str(texts),
+                "--output-dir",
+                str(vibes),
+                *local,
+                "--set",
+                "vibes.max_input_words=60",
+                "--set",
+                "vibes.max_characters=0",
+                "--set",
+                "vibes.levels=[xs]",
+            ]
+        )
+        == 0
+    )
+    rows = [r for s in SPLITS for r in read(vibes / f"{s}.jsonl")]
+    assert 1 <= len(rows) <= 2 and all(r["vibe_model"] == "local/smollm2" and r["vibe_original"] for r in rows)
+    assert (
+        run_cli(
+            [
+                "synth",
+                "configs",
+                "--input-dir",
+                str(vibes),
+                "--output-dir",
+                str(configs),
+                *local,
+                "--num-candidates",
+                "1",
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
+    out = [r for s in SPLITS for r in read(configs / f"{s}.jsonl")]
+    assert 1 <= len(out) <= 2
+    for r in out:  # guided decoding: every candidate is a valid payload
+        assert r["scores"] == {"format_valid": [1], "schema_valid": [1], "palette_valid": [1]}
+        assert r["config_payload"]["config"]["tempo"] in {"very_slow", "slow", "medium", "fast", "very_fast"}

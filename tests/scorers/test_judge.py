@@ -96,3 +96,13 @@ def test_assay_score_errors(judges, args, message):
     out = run(judges, *args)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [out.stderr.strip()] and message in out.stderr
+
+
+def test_assay_judge_scorer_scores_a_payload(judges):
+    from assay.scorers.assay_judge import AssayJudgeScorer
+
+    scorer = AssayJudgeScorer(judges)
+    payload = {"title": "Winter Harbour", "thinking": "Slow and cold, wide and dark.", "config": {}, "palettes": []}
+    result = scorer.score("a cold harbour", payload)
+    assert 0.0 <= result["judge_score"] <= 1.0
+    assert result["final_score"] == pytest.approx(1.0 - result["judge_score"])

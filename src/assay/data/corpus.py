@@ -20,9 +20,10 @@ import hashlib
 import importlib.resources
 import importlib.util
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assay.errors import DataError
 
@@ -88,16 +89,30 @@ def read_text_file(path: str | Path) -> str:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for every non-blank line of a UTF-8 JSONL file, streamed; a bad
+    line is a one-line DataError naming the file and the line. The one JSONL reader of assay."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    with path.open(encoding="utf-8") as f:
+        lineno = 0
+        try:
+            for lineno, line in enumerate(f, start=1):  # noqa: B007 (used in the except)
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg})") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path} is not UTF-8 text ({exc.reason} near line {lineno + 1})") from None
+
+
 def read_jsonl(path: str | Path, field: str) -> list[tuple[int, dict]]:
     """(line number, row) for every non-blank line; each row must hold a string `field`."""
     rows = []
-    for lineno, line in enumerate(read_text_file(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg})") from None
+    for lineno, row in iter_jsonl(path):
         if not isinstance(row, dict) or not isinstance(row.get(field), str):
             keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
             raise DataError(f"{path} line {lineno} has no string field {field!r} (found: {keys})")

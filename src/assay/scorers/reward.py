@@ -51,15 +51,11 @@ def schema_score(obj: Any) -> tuple[float, dict | None]:
 def reward(vibe: str, text: str, weights: RewardWeights | None = None, audio_scorer: Any = None) -> dict[str, Any]:
     """The reward breakdown of one raw answer; `final_score` is the total."""
     from assay.embeddings import similarity
-    from assay.music.schema import sanitize_payload, validity
+    from assay.music.schema import loads_json, sanitize_payload, validity
 
     w = weights or RewardWeights()
     check = validity(text)
-    parsed = None
-    if check["format_valid"]:
-        from assay.llm.structured import extract_json
-
-        parsed = extract_json(text)
+    parsed = loads_json(text) if check["format_valid"] else None  # the same parse as format_valid
     schema, payload = schema_score(parsed)
     audio = 0.0
     if schema >= w.schema_threshold_for_audio and isinstance(parsed, dict):

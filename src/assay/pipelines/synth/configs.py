@@ -85,14 +85,11 @@ def generate_configs(
     from assay.llm.client import LLMClient
     from assay.llm.types import ChatRequest
     from assay.music.schema import payload_json_schema
-    from assay.pipelines.runner import arun_rows, read_jsonl, write_run_config
+    from assay.pipelines.runner import arun_rows, guard_outputs, read_jsonl, split_files, write_run_config
 
-    files = [Path(input_dir) / f"{name}.jsonl" for name in config.splits]
-    missing = [str(p) for p in files if not p.exists()]
-    if missing:
-        raise DataError(f"missing split file(s) {', '.join(missing)} (made by `assay synth vibes`)")
+    files = split_files(input_dir, config.splits, "assay synth vibes")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    guard_outputs([out_dir / p.name for p in files], runner_settings)
     schema = payload_json_schema()
     write_run_config(
         out_dir,

@@ -110,15 +110,12 @@ def score_configs(
 ) -> dict[str, Any]:
     import asyncio
 
-    from assay.pipelines.runner import arun_rows, read_jsonl, write_run_config
+    from assay.pipelines.runner import arun_rows, guard_outputs, read_jsonl, split_files, write_run_config
 
-    files = [Path(input_dir) / f"{name}.jsonl" for name in config.splits]
-    missing = [str(p) for p in files if not p.exists()]
-    if missing:
-        raise DataError(f"missing split file(s) {', '.join(missing)} (made by `assay synth configs`)")
-    scorers = build_scorers(config, llm_settings)
+    files = split_files(input_dir, config.splits, "assay synth configs")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    guard_outputs([out_dir / p.name for p in files], runner_settings)
+    scorers = build_scorers(config, llm_settings)
     write_run_config(
         out_dir,
         "score",

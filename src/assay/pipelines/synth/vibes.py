@@ -204,7 +204,7 @@ def extract_vibes(
 
     from assay.llm.client import LLMClient
     from assay.llm.types import ChatRequest
-    from assay.pipelines.runner import arun_rows, read_jsonl, write_run_config
+    from assay.pipelines.runner import arun_rows, guard_outputs, read_jsonl, write_run_config
 
     files = sorted(p for p in Path(input_dir).glob("*.jsonl") if not p.name.startswith("_"))
     if not files:
@@ -216,7 +216,7 @@ def extract_vibes(
     model_cls = extraction_model(config.max_characters)
     schema = model_cls.model_json_schema()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    guard_outputs([out_dir / PROGRESS], runner_settings)
     write_run_config(
         out_dir,
         "vibes",
