@@ -1,0 +1,1 @@
+"""Multi-pass self-correction pipeline: datasets in, checked answers and traces out."""
