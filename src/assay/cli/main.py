@@ -113,10 +113,12 @@ def show(
 
 
 import assay.cli.music_retrieval  # noqa: E402, F401  (adds map/suggest to music_app)
+from assay.cli.correct import correct_app  # noqa: E402
 from assay.cli.music import music_app  # noqa: E402  (typer apps only: no heavy imports)
 from assay.cli.synth import synth_app  # noqa: E402
 
 app.add_typer(synth_app, name="synth")
+app.add_typer(correct_app, name="correct")
 app.add_typer(music_app, name="music")
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Experiments: many runs, one comparison.")

@@ -1,0 +1,51 @@
+"""A scripted LLM for the correction engine tests: it answers the first six GSM8K test questions
+(the shipped sample) with a fixed right/wrong pattern per question, keyed on the question (found in
+the first user message) and on the number of assistant turns already in the conversation.
+
+Right = the reference number, wrong = the reference + 1 (or + 2 for a second distinct wrong answer).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from assay.data.qa import stream_qa
+from assay.llm.testserver import Reply
+
+# question index -> (expected label, answer keys per turn: "R", "W" (ref + 1) or "W2" (ref + 2))
+PATTERNS = {
+    0: ("corrected", ["W", "R", "R"]),
+    1: ("overcorrected", ["R", "W", "W"]),
+    2: ("anchored", ["W", "W", "W"]),
+    3: ("wavering", ["W", "R", "W2"]),
+    4: ("unchanged_correct", ["R", "R", "R"]),
+    5: ("perfectionism", ["R", "W", "R"]),
+}
+ITEMS = list(itertools.islice(stream_qa("gsm8k"), len(PATTERNS)))
+IDS = [item.id for item in ITEMS]
+
+
+def sample_lines() -> list[str]:
+    """The first six lines of the shipped GSM8K test file (write them to a file named test.jsonl)."""
+    from assay.data.qa import sample_path
+
+    with sample_path("gsm8k").open(encoding="utf-8") as f:
+        return [next(f) for _ in PATTERNS]
+
+
+def scripted_answer(index: int, turn: int) -> str:
+    keys = PATTERNS[index][1]
+    key = keys[min(turn, len(keys) - 1)]
+    ref = int(ITEMS[index].reference_answer)
+    value = ref if key == "R" else ref + (2 if key == "W2" else 1)
+    hedge = "Maybe I slipped somewhere. " if index == 3 else ""
+    return f"Working it out step by step gives {value}. {hedge}\nAnswer: {value}"
+
+
+def respond(body: dict) -> Reply:
+    first = body["messages"][0]["content"]
+    turn = sum(m["role"] == "assistant" for m in body["messages"])
+    for index, item in enumerate(ITEMS):
+        if item.question in first:
+            return Reply(content=scripted_answer(index, turn))
+    return Reply(content="I do not know.\nAnswer: 0")
