@@ -50,6 +50,7 @@ def main() -> None:
     from assay.scorers.audio import AudioScorer
 
     rows = [r for r in read_jsonl(args.scored_dir / "TEST.jsonl") if isinstance(r.get("vibe_original"), str)]
+    rows.sort(key=lambda r: r["row_id"])  # output files are in completion order; random draws follow this order
     rows = rows[: args.limit] if args.limit else rows
     if not rows:
         sys.exit("error: no TEST rows")
