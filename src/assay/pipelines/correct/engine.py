@@ -141,7 +141,7 @@ class Engine:
 
     async def _ask(self, messages: list[dict[str, str]], row_id: str, turn: int):
         from assay.llm.types import ChatRequest
-        from assay.pipelines.synth.noise import stable_rng
+        from assay.rng import stable_rng
 
         request = ChatRequest(
             model=self.model,

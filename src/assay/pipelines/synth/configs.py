@@ -52,7 +52,7 @@ def build_messages(vibe: str) -> list[dict[str, str]]:
 
 def candidate_seed(seed: int, row_id: str, index: int) -> int:
     """A distinct, stable seed per candidate: different samples, and distinct cache keys."""
-    from assay.pipelines.synth.noise import stable_rng
+    from assay.rng import stable_rng
 
     return stable_rng(seed, row_id, index).randrange(2**31)
 

@@ -7,8 +7,9 @@ resuming the pipeline gives the same noise, and adding rows does not change othe
 
 from __future__ import annotations
 
-import hashlib
 import random
+
+from assay.rng import stable_rng
 
 # Neighbours on a QWERTY keyboard, for substitution typos.
 _ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
@@ -20,12 +21,6 @@ for r, row in enumerate(_ROWS):
             if 0 <= rr < len(_ROWS):
                 near += [_ROWS[rr][i] for i in (c - 1, c, c + 1) if 0 <= i < len(_ROWS[rr])]
         _NEIGHBOURS[ch] = "".join(near)
-
-
-def stable_rng(*parts: object) -> random.Random:
-    """A random.Random seeded from a sha256 of the parts (Python's hash() is salted per process)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def is_noisy(seed: int, row_id: str, rate: float) -> bool:
