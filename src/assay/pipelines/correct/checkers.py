@@ -28,18 +28,16 @@ text after the last such phrase; otherwise the whole prediction. Then:
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import math
 import re
 import string
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from assay.errors import AssayError, ConfigError
+from assay.plugins import load_function
 
 TOLERANCE = 1e-6
 _MARKER = re.compile(r"answer\s+is\b\s*:?|answer\s*:", re.IGNORECASE)
@@ -260,28 +258,9 @@ class CustomChecker:
     checked up front; every result is validated."""
 
     def __init__(self, spec: str):
-        path_text, sep, func_name = spec.rpartition(":")
-        if not sep or not path_text.endswith(".py") or not func_name:
-            raise CheckerError(f"custom checker {spec!r} must look like path/to/file.py:function")
-        path = Path(path_text)
-        if not path.is_file():
-            raise CheckerError(f"custom checker file {path} does not exist")
-        module_spec = importlib.util.spec_from_file_location(f"assay_custom_checker_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            raise CheckerError(f"custom checker {path} failed to import: {type(exc).__name__}: {exc}") from None
-        func = getattr(module, func_name, None)
-        if not callable(func):
-            raise CheckerError(f"custom checker {path} has no function {func_name!r}")
-        try:
-            inspect.signature(func).bind("prediction", "reference")
-        except TypeError:
-            raise CheckerError(
-                f"custom checker {spec}: signature must be (prediction: str, reference: str) -> bool | float | dict"
-            ) from None
-        self.func, self.name = func, spec
+        signature = "(prediction: str, reference: str) -> bool | float | dict"
+        self.func = load_function(spec, "checker", ("prediction", "reference"), signature, CheckerError)
+        self.name = spec
 
     def check(self, prediction: str, reference: str) -> CheckResult:
         try:

@@ -11,6 +11,7 @@ with no valid candidate keeps `config_payload: null` and says why in `config_err
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ class ConfigsConfig(Section):
     splits: list[str] = Field(list(SPLIT_FILES), description="Split files to process, in this order.")
 
 
+@lru_cache(maxsize=1)
 def system_prompt() -> str:
+    """Instructions + the payload's JSON Schema: fixed, so built once per process."""
     from assay.music.schema import payload_json_schema
 
     return SYSTEM.format(schema=json.dumps(payload_json_schema(), separators=(",", ":")))
