@@ -56,6 +56,9 @@ def test_gsm8k_worked_solutions_are_correct_for_every_real_row():
         ("She ate 3/4 of it", "0.75", "0.75", True),
         ("The answer is 5 apples, since 2 + 3 = 5 and 10 - 5 = 5", "5", "5", True),
         ("The answer is 7 because 3 + 4", "4", "7", False),  # the marked number wins over the last one
+        ("The answer is 2 * 1.5 = 3 bolts.", "3", "3", True),  # a calculation: its result
+        ("The answer is: $12 - 4 = 8 / 2 = 4", "4", "4", True),
+        ("The answer is 5. Check: 5 * 2 = 10", "5", "5", True),  # a check after the answer is not it
         ("First 3, then 4, finally 12", "12", "12", True),  # no marker: last number
         ("I cannot tell.", "12", None, False),
         ("", "12", None, False),

@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from assay.cli.correct import correct_app
 from assay.llm.testserver import ScriptedServer
 from assay.pipelines.correct.failure_modes import FAILURE_MODES
 from assay.pipelines.correct.policy import STOP, ThompsonPolicy, load_policy
+from tests.correct.cli import invoke
 from tests.correct.correct_server import IDS, PATTERNS, respond, sample_lines
 
 TEMPLATE = "critical_are_you_sure"
@@ -35,7 +34,7 @@ def data(tmp_path) -> Path:
 def run(server, data, out, *extra, code=0):
     args = ["--dataset", "gsm8k", "--data", str(data), "--out", str(out), "--no-progress"]
     args += ["--model", "openai/scripted", "--api-base", server.base_url, "--max-concurrency", "3", *extra]
-    result = CliRunner().invoke(correct_app, ["run", *args])
+    result = invoke(["correct", "run", *args])
     assert result.exit_code == code, result.output
     return result
 
@@ -175,9 +174,60 @@ def test_boolq_prompt_carries_the_passage(server, tmp_path):
     args = ["run", "--dataset", "boolq", "--policy", "none", "--limit", "2", "--out", str(out), "--no-progress"]
     args += ["--model", "openai/scripted", "--api-base", server.base_url]
     server.reset()
-    result = CliRunner().invoke(correct_app, args)
+    result = invoke(["correct", *args])
     assert result.exit_code == 0, result.output
     prompts = [r.body["messages"][0]["content"] for r in server.requests]
     assert len(prompts) == 2
     assert all(p.startswith("Context:\n") and "Answer: yes or no" in p for p in prompts)
     assert [t["dataset_name"] for t in traces(out)] == ["boolq", "boolq"]
+
+
+def test_saved_policy_holds_exactly_the_written_traces_updates(server, data, tmp_path):
+    """A kill between writing traces and saving the policy loses nothing on --resume: the traces in
+    the file whose updates the saved state lacks are applied first, and none is applied twice."""
+    out = tmp_path / "kill"
+    run(server, data, out, "--policy", "thompson", "--limit", "3", "--max-turns", "2")
+    early = ThompsonPolicy.load(out / "policy.json")
+    assert len(early.applied) == 3
+    # simulate the kill: the state on disk predates the last written trace
+    written = traces(out)
+    last_key = next(k for k in early.applied if k.endswith(":" + written[-1]["row_id"]))
+    stale = ThompsonPolicy.from_json(early.to_json())
+    stale.applied.discard(last_key)
+    for u in written[-1]["updates"]:  # undo its updates: rebuild the table without them
+        a, b, n = stale.table[u["context"]][u["arm"]]
+        p = min(1.0, max(0.0, (u["reward"] + 1) / 2))
+        stale.table[u["context"]][u["arm"]] = [a - p, b - (1 - p), n - 1]
+    stale.save(out / "policy.json")
+    run(server, data, out, "--policy", "thompson", "--resume", "--max-turns", "2")
+    final = ThompsonPolicy.load(out / "policy.json")
+    all_traces = traces(out)
+    assert len(all_traces) == 6 and len(final.applied) == 6
+    rebuilt = ThompsonPolicy(final.arms)
+    for t in all_traces:
+        for u in t["updates"]:
+            rebuilt.update(u["context"], u["arm"], u["reward"])
+    for ctx, arms in rebuilt.table.items():
+        for arm, (a, b, n) in arms.items():
+            fa, fb, fn = final.table[ctx][arm]
+            assert (fa, fn) == (pytest.approx(a), n) and fb == pytest.approx(b)
+    assert sum(n for arms in final.table.values() for _, _, n in arms.values()) == sum(
+        len(t["updates"]) for t in all_traces
+    )
+
+
+def test_config_file_and_set_reach_the_run(server, data, tmp_path):
+    config = tmp_path / "correct.toml"
+    config.write_text('[correct]\npolicy = "none"\nmax_turns = 2\n[runner]\nlimit = 2\n', encoding="utf-8")
+    out = tmp_path / "cfg"
+    run(server, data, out, "-c", str(config), "--set", "runner.limit=3")
+    ts = traces(out)
+    assert len(ts) == 3 and all(t["policy"] == "never" and t["n_turns"] == 0 for t in ts)
+    saved = json.loads((out / "run_config.json").read_text())
+    assert saved["config"]["correct"]["policy"] == "never" and saved["config"]["correct"]["max_turns"] == 2
+    # a flag is overridden by --set; an unknown key is one line
+    out2 = tmp_path / "cfg2"
+    run(server, data, out2, "--policy", "thompson", "--set", "correct.policy=none", "--limit", "1")
+    assert traces(out2)[0]["policy"] == "never"
+    bad = run(server, data, tmp_path / "cfg3", "--set", "correct.turns=2", code=2)
+    assert bad.output.startswith("error:") and "turns" in bad.output

@@ -1,6 +1,10 @@
-"""The shared LLM command-line options: parsed by a real typer command into LLMSettings."""
+"""The shared LLM command-line options: parsed by a real typer command into a config tree with [llm] and
+[runner] sections (flags over the config file, --set over flags)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import pytest
 import typer
@@ -17,13 +21,29 @@ from assay.cli.llm_options import (
     ModelOpt,
     ResumeOpt,
     SeedOpt,
-    llm_settings_from_options,
+    llm_flags,
+    load_with_flags,
 )
+from assay.config import Section
 from assay.errors import ConfigError
 from assay.llm import LLMSettings
+from assay.pipelines.runner import RunnerSettings
 
 seen: dict = {}
 app = typer.Typer()
+CONFIG_FILE: dict[str, Path] = {}
+
+
+@pytest.fixture(autouse=True)
+def config_file(tmp_path):
+    path = tmp_path / "config.toml"  # e.g. the [llm] section of a user's config file
+    path.write_text("[llm]\nmax_concurrency = 3\ntimeout_s = 30\n", encoding="utf-8")
+    CONFIG_FILE["path"] = path
+
+
+class Tree(Section):
+    llm: LLMSettings = LLMSettings()
+    runner: RunnerSettings = RunnerSettings()
 
 
 @app.command()
@@ -38,18 +58,11 @@ def job(
     limit: LimitOpt = None,
     resume: ResumeOpt = False,
     seed: SeedOpt = None,
+    sets: Annotated[list[str] | None, typer.Option("--set")] = None,
 ) -> None:
-    base = LLMSettings(max_concurrency=3, timeout_s=30)  # e.g. the [llm] section of a config file
-    seen["settings"] = llm_settings_from_options(
-        model=model,
-        api_base=api_base,
-        api_key_env=api_key_env,
-        env_file=env_file,
-        max_concurrency=max_concurrency,
-        max_qps=max_qps,
-        cache=cache,
-        base=base,
-    )
+    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, False)
+    tree = load_with_flags(Tree, CONFIG_FILE["path"], sets, flags)
+    seen["settings"], seen["runner"] = tree.llm, tree.runner
     seen["run"] = (limit, resume, seed)
 
 
@@ -78,13 +91,20 @@ def test_options_left_out_keep_the_base_and_defaults():
     s = seen["settings"]
     assert (s.model, s.max_concurrency, s.max_qps, s.cache) == ("local/smollm2", 3, None, None)
     assert seen["run"] == (None, False, None)
-    assert llm_settings_from_options() == LLMSettings()
+    assert load_with_flags(Tree, None, None, {}).llm == LLMSettings()
+
+
+def test_set_wins_over_flags_and_reaches_the_runner():
+    result = CliRunner().invoke(app, ["--max-concurrency", "16", "--set", "llm.max_concurrency=5", "--limit", "4"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].max_concurrency == 5 and seen["runner"].concurrency == 16
+    assert seen["runner"].limit == 4
 
 
 def test_bad_values_are_refused():
     assert CliRunner().invoke(app, ["--max-concurrency", "0"]).exit_code == 2
     with pytest.raises(ConfigError, match="max_qps"):
-        llm_settings_from_options(max_qps=-1.0)
+        load_with_flags(Tree, None, ["llm.max_qps=-1.0"], {})
 
 
 def test_help_lists_every_option():

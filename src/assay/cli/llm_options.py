@@ -4,17 +4,17 @@
     def vibes(model: ModelOpt = None, api_base: ApiBaseOpt = None, api_key_env: ApiKeyEnvOpt = None,
               env_file: EnvFileOpt = None, max_concurrency: MaxConcurrencyOpt = None, max_qps: MaxQpsOpt = None,
               cache: CacheOpt = None, limit: LimitOpt = None, resume: ResumeOpt = False, seed: SeedOpt = 0):
-        settings = llm_settings_from_options(model=model, api_base=api_base, api_key_env=api_key_env,
-                                             env_file=env_file, max_concurrency=max_concurrency,
-                                             max_qps=max_qps, cache=cache, base=config.llm)
+        flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache,
+                          limit, resume, overwrite)
+        cfg = load_with_flags(SynthConfig, config_file, sets, flags | {"vibes.seed": seed})
 
-An option left out (None) keeps the value of `base` (e.g. the [llm] section of a config file), or
-the LLMSettings default. --limit, --resume and --seed belong to the command's own run, not to the
-LLM settings: the command passes them on.
+An option left out (None) keeps the value of the config file (its [llm] and [runner] sections), or
+the default. --seed belongs to each command's own section: the command maps it.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -58,32 +58,40 @@ ResumeOpt = Annotated[
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (sampling, splits, LLM requests).")]
 
 
-def llm_settings_from_options(
-    *,
-    model: str | None = None,
-    api_base: str | None = None,
-    api_key_env: str | None = None,
-    env_file: Path | None = None,
-    max_concurrency: int | None = None,
-    max_qps: float | None = None,
-    cache: Path | None = None,
-    base=None,
-):
-    """`base` (an LLMSettings, or None for the defaults) with the options that were given applied.
-
-    Validated like a config file: a bad value is a one-line ConfigError."""
-    from assay.config import validate
-    from assay.llm.settings import LLMSettings
-
-    tree = base.model_dump() if base is not None else {}
-    given = {
-        "model": model,
-        "api_base": api_base,
-        "api_key_env": api_key_env,
-        "env_file": env_file,
-        "max_concurrency": max_concurrency,
-        "max_qps": max_qps,
-        "cache": cache,
+def llm_flags(
+    model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite
+) -> dict[str, object]:
+    """The shared options as config keys of a tree with [llm] and [runner] sections."""
+    return {
+        "llm.model": model,
+        "llm.api_base": api_base,
+        "llm.api_key_env": api_key_env,
+        "llm.env_file": env_file,
+        "llm.max_concurrency": max_concurrency,
+        "runner.concurrency": max_concurrency,
+        "llm.max_qps": max_qps,
+        "llm.cache": cache,
+        "runner.limit": limit,
+        "runner.resume": resume or None,  # flags off by default: False = "not given", so the file's value holds
+        "runner.overwrite": overwrite or None,
     }
-    tree.update({k: v for k, v in given.items() if v is not None})
-    return validate(LLMSettings, tree)
+
+
+def load_with_flags(cls, config: Path | None, sets: list[str] | None, flags: dict[str, object]):
+    """Config tree `cls`: the TOML file `config` (or the defaults), then the flags that were given
+    (None means "not given"), then the `--set key=value` overrides; last wins.
+    A bad value is a one-line ConfigError."""
+    from assay.config import load_config
+
+    overrides = [f"{key}={_toml(value)}" for key, value in flags.items() if value is not None]
+    return load_config(cls, config, overrides + list(sets or []))
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(json.dumps(str(v)) for v in value) + "]"
+    return json.dumps(str(value))

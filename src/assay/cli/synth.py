@@ -21,6 +21,8 @@ from assay.cli.llm_options import (
     ModelOpt,
     ResumeOpt,
     SeedOpt,
+    llm_flags,
+    load_with_flags,
 )
 
 synth_app = typer.Typer(no_args_is_help=True, help="Synthetic data: text -> vibes -> music configs -> scores.")
@@ -33,37 +35,9 @@ OutDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder for this s
 
 
 def _load(config, sets, flags: dict[str, object]):
-    from assay.config import load_config
     from assay.pipelines.synth.config import SynthConfig
 
-    overrides = [f"{key}={_toml(value)}" for key, value in flags.items() if value is not None and value is not False]
-    return load_config(SynthConfig, config, overrides + list(sets or []))
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(json.dumps(str(v)) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def _llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite):
-    return {
-        "llm.model": model,
-        "llm.api_base": api_base,
-        "llm.api_key_env": api_key_env,
-        "llm.env_file": env_file,
-        "llm.max_concurrency": max_concurrency,
-        "runner.concurrency": max_concurrency,
-        "llm.max_qps": max_qps,
-        "llm.cache": cache,
-        "runner.limit": limit,
-        "runner.resume": resume,
-        "runner.overwrite": overwrite,
-    }
+    return load_with_flags(SynthConfig, config, sets, flags)
 
 
 def _echo_summary(summary: dict, out_dir: Path) -> None:
@@ -112,9 +86,7 @@ def vibes_cmd(
     """Extract vibes (xl/lg/m/sm/xs) per text, add typo noise, dedupe and split (TEST, SFT-Val, GRPO, SFT-Train)."""
     from assay.pipelines.synth.vibes import extract_vibes
 
-    flags = _llm_flags(
-        model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite
-    )
+    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
     cfg = _load(config, set_, flags | {"vibes.seed": seed})
     _echo_summary(extract_vibes(input_dir, output_dir, cfg.vibes, cfg.llm, cfg.runner), output_dir)
 
@@ -142,9 +114,7 @@ def configs_cmd(
     """Generate best-of-N music configs for every vibe row; keep all candidates and their validity."""
     from assay.pipelines.synth.configs import generate_configs
 
-    flags = _llm_flags(
-        model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite
-    )
+    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
     flags |= {"configs.seed": seed, "configs.num_candidates": num_candidates, "configs.temperature": temperature}
     cfg = _load(config, set_, flags)
     _echo_summary(generate_configs(input_dir, output_dir, cfg.configs, cfg.llm, cfg.runner), output_dir)
@@ -176,9 +146,7 @@ def score_cmd(
     from assay.pipelines.synth.score import score_configs
 
     del seed  # the built-in scorers are deterministic; kept for the common command contract
-    flags = _llm_flags(
-        model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite
-    )
+    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
     names = [s.strip() for s in scorers.split(",") if s.strip()] if scorers is not None else None
     cfg = _load(config, set_, flags | {"score.scorers": names, "score.judge_dir": judge_dir})
     _echo_summary(score_configs(input_dir, output_dir, cfg.score, cfg.llm, cfg.runner), output_dir)

@@ -132,7 +132,10 @@ async def arun_rows(
     out_path: str | Path,
     settings: RunnerSettings,
     description: str = "rows",
+    on_written: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunStats:
+    """`run_rows` in a running event loop. `on_written(result)` runs after each result is written
+    and flushed (e.g. to apply what a row taught only once the row is safely on disk)."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     errors_path = out_path.with_name(out_path.stem + ".errors.jsonl")
@@ -196,6 +199,8 @@ async def arun_rows(
                         out.write(json.dumps(result, ensure_ascii=False) + "\n")
                         out.flush()
                         stats.written += 1
+                        if on_written is not None:
+                            on_written(result)
                     abort = monitor.update(failed)
                     advance(1, info=f"{stats.failed} failed, err {monitor.rate:.2f}")
                     if abort:

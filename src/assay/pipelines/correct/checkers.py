@@ -9,7 +9,8 @@ Extraction of the answer part of a prediction (all checkers): if the prediction 
 text after the last one is used; otherwise, if it contains "answer is" or "answer:" (any case) the
 text after the last such phrase; otherwise the whole prediction. Then:
 
-    gsm8k     the first number of that part, or with no marker the LAST number of the whole text;
+    gsm8k     the first number of that part (when it opens with a calculation, "2 * 1.5 = 3 bolts", the
+              first number after the calculation), or with no marker the LAST number of the whole text;
               `$`, `%`, thousands commas ("1,800"), units and a trailing period are ignored; "-3",
               "2.5", "3/4" are numbers; compared numerically (abs/rel tolerance 1e-6). A whole-number
               match only: "142" never matches "42".
@@ -87,6 +88,10 @@ def answer_part(text: str) -> tuple[str, bool]:
 # --- GSM8K ------------------------------------------------------------------------------------
 
 
+# an arithmetic calculation at the start of the answer part: "2 * 1.5 =", "$12 - 4 = 8 / 2 ="
+_CALCULATION = re.compile(r"^(?:[ \t$\d.,()+\-*/×÷x]+=)+")
+
+
 def parse_numbers(text: str) -> list[Fraction]:
     """Every number in `text`, in order, as exact fractions ("1,800" -> 1800, "$-3" / "-$3" -> -3,
     "2.50" -> 5/2, "3/4" -> 3/4). A division by zero ("1/0") is read as the numerator alone."""
@@ -116,10 +121,16 @@ def _numbers_equal(a: Fraction, b: Fraction) -> bool:
 
 
 def extract_final_number(text: str) -> Fraction | None:
-    """GSM8K rule: the first number after the last `####` / "answer is" / "answer:" marker; with no
+    """GSM8K rule: the first number after the last `####` / "answer is" / "answer:" marker (after the
+    calculation it opens with: "The answer is 2 * 1.5 = 6 / 2 = 3" -> 3); with no
     marker (or no number after it) the last number of the whole text; None if there is none."""
     part, marked = answer_part(text)
     if marked:
+        calc = _CALCULATION.match(part.lstrip())
+        if calc:
+            numbers = parse_numbers(part.lstrip()[calc.end() :])
+            if numbers:
+                return numbers[0]
         numbers = parse_numbers(part)
         if numbers:
             return numbers[0]

@@ -20,48 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from assay.config import Section
 from assay.errors import ConfigError
 from assay.pipelines.correct.checkers import Checker
+from assay.pipelines.correct.config import CorrectConfig
 from assay.pipelines.correct.failure_modes import ANCHORED, CORRECTED, FAILURE_MODES, WAVERING, label_with_answers
 from assay.pipelines.correct.policy import STOP, Context, Credit, Policy
 from assay.pipelines.correct.records import TraceRecord, TurnRecord
 from assay.pipelines.correct.templates import Template
 
-# CLI name -> Policy.kind
-POLICY_NAMES = {
-    "thompson": "thompson",
-    "epsilon": "epsilon_greedy",
-    "none": "never",
-    "fixed": "fixed",
-    "random": "random",
-}
 ANSWER_FORMATS = {
     "gsm8k": "Answer: <number>",
     "boolq": "Answer: yes or no",
 }
 ANSWER_LINE = "End your reply with a final line of the form '{fmt}'."
-
-
-class CorrectConfig(Section):
-    dataset: Literal["gsm8k", "hotpotqa", "boolq", "csv", "jsonl"] = "gsm8k"
-    data: Path | None = Field(None, description="Question file; None: the shipped sample (gsm8k/hotpotqa/boolq).")
-    checker: str | None = Field(None, description="Checker spec (gsm8k, hotpotqa, boolq, exact, module:fn).")
-    policy: Literal["thompson", "epsilon", "none", "fixed", "random"] = "thompson"
-    template: str | None = Field(None, description="Template id for --policy fixed.")
-    templates: Path | None = Field(None, description="Template library TOML; None: the shipped one.")
-    max_turns: int = Field(3, ge=0, le=20, description="Reprompts per question at most.")
-    lam: float = Field(0.001, ge=0, description="Reward cost per token (r = delta correct - lam * tokens).")
-    temperature: float = Field(0.0, ge=0)
-    max_tokens: int = Field(512, ge=16)
-    seed: int = 0
-    policy_state: Path | None = Field(None, description="Policy JSON; None: OUT/policy.json. Reloaded if present.")
+Predictor = Callable[[str, list[tuple[str, str | None]], int], tuple[str, float]]
 
 
 # ----------------------------------------------------------------------------- the classifier hook
@@ -74,10 +52,9 @@ _HEDGES = re.compile(
 
 
 def predict_context(question: str, answers_so_far: list[tuple[str, str | None]], turn: int) -> tuple[str, float]:
-    """HOOK: the predicted (failure mode, confidence) before reprompt `turn` (1-based).
-
-    This is where the trained error/confidence classifier will plug in; until then a heuristic that
-    never looks at the reference. `answers_so_far` = [(raw text, extracted key or None), ...].
+    """The heuristic (failure mode, confidence) before reprompt `turn` (1-based), used when no trained
+    classifier is given (`correct.classifier`, see classifier.py); it never looks at the reference.
+    `answers_so_far` = [(raw text, extracted key or None), ...].
     - mode: from how often the extracted answer changed so far (k changes): k = 0 -> "anchored" (the
       model holds its answer), k = 1 -> "corrected" (it moved once), k >= 2 -> "wavering".
     - confidence: 0.9, minus 0.2 per distinct hedging phrase in the last answer, minus 0.1 per change,
@@ -135,9 +112,11 @@ class Engine:
         policy: Policy,
         config: CorrectConfig,
         version: str = "",
+        predictor: Predictor = predict_context,
     ):
         self.client, self.model, self.checker = client, model, checker
         self.templates, self.policy, self.config, self.version = templates, policy, config, version
+        self.predictor = predictor
 
     async def _ask(self, messages: list[dict[str, str]], row_id: str, turn: int):
         from assay.llm.types import ChatRequest
@@ -182,11 +161,12 @@ class Engine:
         response = await self._ask(messages, rid, 0)
         turns = [self._turn(0, prompt, response, 0, None, reference)]
         messages.append({"role": "assistant", "content": response.text})
-        credit = Credit(self.policy, lam=self.config.lam)
+        # updates are only logged here; arun_correct applies them once the trace is written
+        credit = Credit(self.policy, lam=self.config.lam, apply=False)
         stopped_by = "max_turns"
         for turn in range(1, self.config.max_turns + 1):
             prev = turns[-1]
-            mode, confidence = predict_context(question, [(t.answer, t.extracted) for t in turns], turn)
+            mode, confidence = self.predictor(question, [(t.answer, t.extracted) for t in turns], turn)
             context = Context.make(mode, confidence, turn)
             arm = credit.choose(context, prev_correct=prev.correct)
             if arm == STOP:
@@ -218,6 +198,7 @@ class Engine:
             total_tokens=sum(t.billed_tokens for t in turns),
             stopped_by=stopped_by,
             policy=self.policy.kind,
+            predictor=getattr(self.predictor, "name", "heuristic"),
             updates=[{"context": u.context, "arm": u.arm, "reward": u.reward} for u in credit.updates],
             pipeline_version=self.version,
             created_at=_now(),
@@ -239,10 +220,10 @@ def make_policy(config: CorrectConfig, template_ids: list[str], state_path: Path
         make_arms,
     )
 
-    kind = POLICY_NAMES[config.policy]
+    kind = config.policy_kind
     if config.policy == "fixed":
         if not config.template:
-            raise ConfigError("--policy fixed needs --template ID")
+            raise ConfigError("policy fixed needs a template: --template ID (correct.template)")
         if config.template not in template_ids:
             raise ConfigError(f"unknown template {config.template!r} (e.g. {', '.join(template_ids[:4])}, ...)")
     if state_path.exists():
@@ -267,13 +248,50 @@ def make_policy(config: CorrectConfig, template_ids: list[str], state_path: Path
     return NeverRepromptPolicy()
 
 
-def run_correct(config: CorrectConfig, out_dir: Path, llm_settings: Any, runner_settings: Any) -> dict[str, Any]:
-    """Write OUT/traces.jsonl (one trace per question), OUT/summary.json, the policy state; return the summary."""
+def make_predictor(config: CorrectConfig) -> Predictor:
+    """The trained classifier of `config.classifier`, else the heuristic `predict_context`."""
+    if config.classifier is None:
+        return predict_context
+    from assay.pipelines.correct.classifier import FailureClassifier
+
+    return FailureClassifier.load(config.classifier)
+
+
+def _run_tag(out_dir: Path, resume: bool) -> str:
+    """Names this traces file in the policy's `applied` keys; kept across --resume, new otherwise."""
+    import json
+    import uuid
+
+    if resume:
+        try:
+            tag = json.loads((out_dir / "run_config.json").read_text(encoding="utf-8")).get("run_tag")
+        except (OSError, ValueError):
+            tag = None
+        if isinstance(tag, str) and tag:
+            return tag
+    return uuid.uuid4().hex[:12]
+
+
+SAVE_EVERY_S = 2.0  # the policy state is saved at most this often while a run goes (and at its end)
+
+
+async def arun_correct(
+    config: CorrectConfig, out_dir: Path, client: Any, llm_settings: Any, runner_settings: Any
+) -> dict[str, Any]:
+    """One run with an open LLM client: OUT/traces.jsonl, OUT/summary.json, the policy state, plots.
+
+    The policy learns only from written traces: each trace's logged updates are applied right after
+    it is flushed (`apply_episode`, keyed by run tag and question id), and on --resume the traces
+    already in the file whose updates the saved state lacks (a kill between a write and a save) are
+    applied first. So the saved state always equals "the updates of the traces written", never more.
+    """
+    import time
+
     from assay import __version__
     from assay.data.qa import stream_qa
     from assay.io import atomic_write_json
-    from assay.llm.client import LLMClient
     from assay.pipelines.correct.checkers import checker_for, load_checker
+    from assay.pipelines.correct.policy import apply_episode
     from assay.pipelines.correct.summary import summarize
     from assay.pipelines.correct.templates import load_templates
     from assay.pipelines.runner import arun_rows, guard_outputs, read_jsonl, write_run_config
@@ -285,12 +303,22 @@ def run_correct(config: CorrectConfig, out_dir: Path, llm_settings: Any, runner_
         for name in ("summary.json", "policy.json"):
             (out_dir / name).unlink(missing_ok=True)
     state_path = Path(config.policy_state) if config.policy_state else out_dir / "policy.json"
+    if config.policy_init is not None and not state_path.exists():
+        if not Path(config.policy_init).is_file():
+            raise ConfigError(f"policy_init: no such file {config.policy_init}")
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config.policy_init, state_path)
     templates = load_templates(config.templates)
     policy = make_policy(config, [t.id for t in templates], state_path)
     checker = load_checker(config.checker) if config.checker else checker_for(config.dataset)
+    predictor = make_predictor(config)
     rows = [item.to_dict() | {"row_id": item.id} for item in stream_qa(config.dataset, config.data)]
     if not rows:
         raise ConfigError(f"no questions in {config.data or config.dataset + ' sample'}")
+    run_tag = _run_tag(out_dir, runner_settings.resume)
+    if runner_settings.resume and traces_path.exists():
+        for trace in read_jsonl(traces_path):
+            apply_episode(policy, f"{run_tag}:{trace['row_id']}", trace.get("updates", []))
     write_run_config(
         out_dir,
         "correct",
@@ -299,26 +327,48 @@ def run_correct(config: CorrectConfig, out_dir: Path, llm_settings: Any, runner_
             "llm": llm_settings.public_dict(),
             "runner": runner_settings.model_dump(),
         },
-        {"policy_state": str(state_path)},
+        {"policy_state": str(state_path), "run_tag": run_tag},
     )
+    engine = Engine(
+        client, llm_settings.model, checker, {t.id: t for t in templates}, policy, config, __version__, predictor
+    )
+    last_save = [time.monotonic()]
 
-    async def main() -> tuple[Any, dict[str, Any]]:
-        client = LLMClient(llm_settings)
-        engine = Engine(client, llm_settings.model, checker, {t.id: t for t in templates}, policy, config, __version__)
-        try:
-            stats = await arun_rows(rows, engine.run, traces_path, runner_settings, "correct")
-        finally:
-            await client.aclose()
-            # saved even when the run aborts: the updates of the traces already written are kept
+    def on_written(trace: dict[str, Any]) -> None:
+        apply_episode(policy, f"{run_tag}:{trace['row_id']}", trace["updates"])
+        if time.monotonic() - last_save[0] >= SAVE_EVERY_S:
             policy.save(state_path)
-        return stats, client.usage.summary()
+            last_save[0] = time.monotonic()
 
-    stats, usage = asyncio.run(main())
-    summary = summarize(read_jsonl(traces_path)) | {
+    try:
+        stats = await arun_rows(rows, engine.run, traces_path, runner_settings, "correct", on_written)
+    finally:
+        policy.save(state_path)  # also when the run aborts: it holds exactly the written traces' updates
+    traces = list(read_jsonl(traces_path))
+    summary = summarize(traces) | {
         "policy": policy.kind,
         "policy_state": str(state_path),
+        "predictor": getattr(predictor, "name", "heuristic"),
         "run": stats.to_dict(),
-        "usage": usage,
+        "usage": client.usage.summary(),
     }
     atomic_write_json(out_dir / "summary.json", summary)
+    if config.plots and traces:
+        from assay.pipelines.correct.plots import plot_run
+
+        plot_run(traces, out_dir / "plots")
     return summary
+
+
+def run_correct(config: CorrectConfig, out_dir: Path, llm_settings: Any, runner_settings: Any) -> dict[str, Any]:
+    """`arun_correct` with its own LLM client; returns the summary."""
+    from assay.llm.client import LLMClient
+
+    async def main() -> dict[str, Any]:
+        client = LLMClient(llm_settings)
+        try:
+            return await arun_correct(config, out_dir, client, llm_settings, runner_settings)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())

@@ -134,6 +134,7 @@ class Policy:
             raise AssayError("a policy's arms must be distinct")
         self.arms: tuple[str, ...] = arms
         self.step = 0  # select() calls so far, over all contexts
+        self.applied: set[str] = set()  # keys of the episodes whose updates are in this state (apply_episode)
 
     def select(self, context: Context | str) -> str:
         raise NotImplementedError
@@ -165,6 +166,7 @@ class Policy:
             "config": self._config(),
             "step": self.step,
             "state": self._state(),
+            "applied": sorted(self.applied),
         }
 
     @classmethod
@@ -187,6 +189,7 @@ class Policy:
             policy = target._build(list(data["arms"]), dict(data["config"]))
             policy.step = int(data["step"])
             policy._set_state(data["state"])
+            policy.applied = {str(k) for k in data.get("applied", [])}
         except (KeyError, TypeError, ValueError) as exc:
             raise AssayError(f"saved {kind} policy is malformed: {type(exc).__name__}: {exc}") from None
         return policy
@@ -452,12 +455,16 @@ class Credit:
     An episode cut off by the engine's max-turns limit ends after its last `observe`, with no STOP
     update (STOP was not chosen). `choose` while a reprompt awaits its answer, or `observe` with none
     pending, raises: either would shift a reward onto the wrong action.
+
+    apply=False only records the updates in `self.updates` and leaves the policy alone: the engine
+    applies an episode's updates with `apply_episode` once its trace is written, so a question that
+    fails halfway, or is rerun after a kill, never counts twice.
     """
 
-    def __init__(self, policy: Policy, lam: float = 0.001):
+    def __init__(self, policy: Policy, lam: float = 0.001, apply: bool = True):
         if lam < 0:
             raise AssayError(f"lam must be >= 0, got {lam}")
-        self.policy, self.lam = policy, float(lam)
+        self.policy, self.lam, self.apply = policy, float(lam), apply
         self.updates: list[Update] = []
         self._pending: tuple[Context | str, str, bool] | None = None
 
@@ -486,5 +493,17 @@ class Credit:
         return r
 
     def _credit(self, context: Context | str, arm: str, r: float) -> None:
-        self.policy.update(context, arm, r)
+        if self.apply:
+            self.policy.update(context, arm, r)
         self.updates.append(Update(_key(context), arm, r))
+
+
+def apply_episode(policy: Policy, key: str, updates: list[dict[str, Any]]) -> bool:
+    """Apply one finished episode's logged updates ([{"context", "arm", "reward"}], a trace's
+    `updates`) unless the episode `key` was applied already; returns whether it was applied."""
+    if key in policy.applied:
+        return False
+    for u in updates:
+        policy.update(u["context"], u["arm"], float(u["reward"]))
+    policy.applied.add(key)
+    return True

@@ -59,6 +59,7 @@ class TraceRecord:
     `stop` (reward 0) included; the k-th non-stop update (k from 1) is credited for turns[k], the
     answer that its reprompt produced.
     total_tokens: billed tokens of all calls of the episode.
+    predictor: what predicted the contexts: "heuristic" or "classifier:<folder name>".
     """
 
     row_id: str
@@ -74,6 +75,7 @@ class TraceRecord:
     total_tokens: int
     stopped_by: str
     policy: str
+    predictor: str = "heuristic"
     updates: list[dict[str, Any]] = field(default_factory=list)
     pipeline_version: str = ""
     created_at: str = ""

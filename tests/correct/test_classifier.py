@@ -1,0 +1,120 @@
+"""The failure-mode + confidence classifier: targets from traces, training on traces of a real run
+(scripted server, 40 real GSM8K questions), held-out metrics against the baselines, save/load, and
+the engine using it for the policy context."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from assay.data.qa import sample_path, stream_qa
+from assay.llm.testserver import Reply, ScriptedServer
+from assay.pipelines.correct.classifier import FailureClassifier, _auc, examples_from_traces, hand_features
+from assay.pipelines.correct.failure_modes import FAILURE_MODES
+from tests.correct.cli import invoke
+
+N = 40
+ITEMS = list(itertools.islice(stream_qa("gsm8k"), N))
+# per question index mod 4: right/wrong per turn. Right answers are stated plainly; wrong ones hedge,
+# so the current answer's text tells whether it is right (what the confidence head must learn).
+PATTERNS = [["W", "R", "R"], ["R", "R", "R"], ["W", "W", "W"], ["R", "W", "W"]]
+
+
+def respond(body: dict) -> Reply:
+    first = body["messages"][0]["content"]
+    turn = sum(m["role"] == "assistant" for m in body["messages"])
+    for index, item in enumerate(ITEMS):
+        if item.question in first:
+            ref = int(item.reference_answer)
+            if PATTERNS[index % 4][min(turn, 2)] == "R":
+                return Reply(content=f"Adding the amounts step by step gives {ref}.\nAnswer: {ref}")
+            wrong = ref + 1
+            return Reply(content=f"I think it might be {wrong}, but I am not sure, maybe I slipped.\nAnswer: {wrong}")
+    return Reply(content="Answer: 0")
+
+
+def trace(turns: list[tuple[str, str | None, bool]], qid: str = "q1", question: str = "Q?") -> dict:
+    return {
+        "question_id": qid,
+        "question": question,
+        "turns": [{"answer": a, "extracted": k, "correct": c} for a, k, c in turns],
+    }
+
+
+def test_examples_have_the_prefix_mode_and_current_correctness():
+    t = trace([("a 5", "5", False), ("b 6", "6", True), ("c 7", "7", False)])
+    examples = examples_from_traces([t])
+    assert [FAILURE_MODES[e.mode] for e in examples] == ["anchored", "corrected", "wavering"]
+    assert [e.correct for e in examples] == [0, 1, 0]
+    assert [len(e.answers) for e in examples] == [1, 2, 3]
+    # the same prefixes from another run of the same question count once
+    again = trace([("a 5", "5", False), ("b 6", "6", True)])
+    assert len(examples_from_traces([t, again])) == 3
+
+
+def test_hand_features_and_auc():
+    f = hand_features([("5", "5"), ("Maybe 6, I think", "6")], cosine_prev=0.5)
+    assert f[:5] == [1.0, 1.0, 1.0, 0.0, 2.0] and f[6] == 0.5
+    assert _auc(np.array([0.9, 0.8, 0.1]), np.array([1, 1, 0])) == 1.0
+    assert _auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
+    assert _auc(np.array([0.5]), np.array([1])) is None
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("clf")
+    data = tmp / "test.jsonl"
+    with sample_path("gsm8k").open(encoding="utf-8") as f:
+        data.write_text("".join(next(f) for _ in range(N)), encoding="utf-8")
+    with ScriptedServer(responder=respond) as server:
+        llm = ["--model", "openai/scripted", "--api-base", server.base_url, "--no-progress"]
+        run = ["correct", "run", "--dataset", "gsm8k", "--data", data, "--max-turns", "2", *llm]
+        result = invoke([*run, "--out", tmp / "runs", "--policy", "fixed", "--template", "step_redo"])
+        assert result.exit_code == 0, result.output
+        result = invoke(["correct", "train-classifier", tmp / "runs" / "traces.jsonl", "--out", tmp / "clf"])
+        assert result.exit_code == 0, result.output
+        used = invoke([*run, "--out", tmp / "with_clf", "--policy", "thompson", "--classifier", tmp / "clf"])
+        assert used.exit_code == 0, used.output
+    return tmp, result.output
+
+
+def test_training_beats_the_majority_baselines_on_held_out_questions(trained):
+    tmp, output = trained
+    meta = json.loads((tmp / "clf" / "classifier.json").read_text())
+    m = meta["metrics"]
+    assert (tmp / "clf" / "model.safetensors").is_file()
+    assert m["n_train"] + m["n_val"] == m["n_examples"] == N * 3 and m["n_val"] > 0
+    assert m["train_loss_last"] < 0.5 * m["train_loss_first"]
+    # hedged answers are the wrong ones: the confidence head must find that on unseen questions
+    assert m["confidence_accuracy"] > m["confidence_majority_accuracy"]
+    assert m["confidence_accuracy"] >= 0.9 and m["confidence_auc"] >= 0.9
+    assert m["mode_accuracy"] > m["mode_majority_accuracy"]
+    assert "majority class" in output and "held-out" in output
+
+
+def test_loaded_classifier_predicts_and_drives_the_engine(trained):
+    tmp, _ = trained
+    clf = FailureClassifier.load(tmp / "clf")
+    mode, conf = clf("How many?", [("I think it might be 7, but I am not sure, maybe.\nAnswer: 7", "7")], 1)
+    sure_mode, sure = clf("How many?", [("Adding the amounts step by step gives 7.\nAnswer: 7", "7")], 1)
+    assert mode in FAILURE_MODES and 0.0 <= conf < 0.5 < sure <= 1.0
+    traces = [json.loads(x) for x in (tmp / "with_clf" / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == N and all(t["predictor"] == "classifier:clf" for t in traces)
+    summary = json.loads((tmp / "with_clf" / "summary.json").read_text())
+    assert summary["predictor"] == "classifier:clf"
+    for t in traces:
+        for turn in t["turns"][1:]:
+            assert turn["error_mode"] in FAILURE_MODES and 0.0 <= turn["confidence_score"] <= 1.0
+
+
+def test_bad_classifier_inputs_are_one_line(tmp_path):
+    result = invoke(["correct", "train-classifier", tmp_path / "missing.jsonl", "--out", tmp_path / "c"])
+    assert result.exit_code == 2 and result.output.startswith("error:") and result.output.count("\n") == 1
+    (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
+    result = invoke(["correct", "train-classifier", tmp_path / "x.jsonl", "--out", tmp_path / "c"])
+    assert result.exit_code == 2 and "not a traces file" in result.output
+    result = invoke(["correct", "run", "--out", tmp_path / "r", "--classifier", tmp_path, "--no-progress"])
+    assert result.exit_code == 2 and "not a classifier folder" in result.output
