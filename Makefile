@@ -47,6 +47,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/stream_throughput.py
 	$(BIN)/python benchmarks/llm_throughput.py
+	$(BIN)/python benchmarks/correct_throughput.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

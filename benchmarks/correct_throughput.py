@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from assay.data.qa import stream_qa
+from assay.data.qa import sample_path
 from assay.llm import LLMClient, LLMSettings
 from assay.pipelines.correct.config import CorrectConfig
 from assay.pipelines.correct.engine import arun_correct
@@ -42,18 +42,17 @@ MODEL = "openai/bench"
 
 
 def question_file(folder: Path, n: int) -> Path:
-    """The first n shipped GSM8K questions as a JSONL file (question, answer)."""
-    import json
-
-    path = folder / f"questions_{n}.jsonl"
-    rows = itertools.islice(stream_qa("gsm8k"), n)
-    path.write_text("".join(json.dumps({"question": r.question, "answer": r.reference_answer}) + "\n" for r in rows))
+    """The first n lines of the shipped GSM8K test file (its own schema: question, answer)."""
+    path = folder / f"first_{n}" / "test.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sample_path("gsm8k").open(encoding="utf-8") as f:
+        path.write_text("".join(itertools.islice(f, n)), encoding="utf-8")
     return path
 
 
 async def correct_rate(base_url: str, data: Path, concurrency: int, folder: Path) -> dict:
     out = Path(tempfile.mkdtemp(dir=folder, prefix=f"c{concurrency}-"))
-    config = CorrectConfig(dataset="jsonl", data=data, checker="gsm8k", policy="thompson", max_turns=2, plots=False)
+    config = CorrectConfig(dataset="gsm8k", data=data, policy="thompson", max_turns=2, plots=False)
     llm = LLMSettings(model=MODEL, api_base=base_url, max_concurrency=concurrency)
     runner = RunnerSettings(concurrency=concurrency, progress=False)
     client = LLMClient(llm)

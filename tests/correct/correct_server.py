@@ -49,3 +49,34 @@ def respond(body: dict) -> Reply:
         if item.question in first:
             return Reply(content=scripted_answer(index, turn))
     return Reply(content="I do not know.\nAnswer: 0")
+
+
+# --- forty questions whose answers' wording tells right from wrong (the classifier's tests) ---------
+
+N_HEDGED = 40
+HEDGED_ITEMS = list(itertools.islice(stream_qa("gsm8k"), N_HEDGED))
+# per question index mod 4: right/wrong per turn. Right answers are stated plainly; wrong ones hedge,
+# so the current answer's text tells whether it is right (what a confidence head can learn).
+HEDGED_PATTERNS = [["W", "R", "R"], ["R", "R", "R"], ["W", "W", "W"], ["R", "W", "W"]]
+
+
+def hedged_lines() -> list[str]:
+    """The first 40 lines of the shipped GSM8K test file (write them to a file named test.jsonl)."""
+    from assay.data.qa import sample_path
+
+    with sample_path("gsm8k").open(encoding="utf-8") as f:
+        return [next(f) for _ in range(N_HEDGED)]
+
+
+def hedged_respond(body: dict, delay_s: float = 0.0) -> Reply:
+    first = body["messages"][0]["content"]
+    turn = sum(m["role"] == "assistant" for m in body["messages"])
+    for index, item in enumerate(HEDGED_ITEMS):
+        if item.question in first:
+            ref = int(item.reference_answer)
+            if HEDGED_PATTERNS[index % 4][min(turn, 2)] == "R":
+                return Reply(content=f"Adding the amounts step by step gives {ref}.\nAnswer: {ref}", delay_s=delay_s)
+            wrong = ref + 1
+            text = f"I think it might be {wrong}, but I am not sure, maybe I slipped.\nAnswer: {wrong}"
+            return Reply(content=text, delay_s=delay_s)
+    return Reply(content="Answer: 0", delay_s=delay_s)

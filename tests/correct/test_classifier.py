@@ -4,36 +4,18 @@ the engine using it for the policy context."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
 import pytest
 
-from assay.data.qa import sample_path, stream_qa
-from assay.llm.testserver import Reply, ScriptedServer
+from assay.llm.testserver import ScriptedServer
 from assay.pipelines.correct.classifier import FailureClassifier, _auc, examples_from_traces, hand_features
 from assay.pipelines.correct.failure_modes import FAILURE_MODES
 from tests.correct.cli import invoke
+from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 
-N = 40
-ITEMS = list(itertools.islice(stream_qa("gsm8k"), N))
-# per question index mod 4: right/wrong per turn. Right answers are stated plainly; wrong ones hedge,
-# so the current answer's text tells whether it is right (what the confidence head must learn).
-PATTERNS = [["W", "R", "R"], ["R", "R", "R"], ["W", "W", "W"], ["R", "W", "W"]]
-
-
-def respond(body: dict) -> Reply:
-    first = body["messages"][0]["content"]
-    turn = sum(m["role"] == "assistant" for m in body["messages"])
-    for index, item in enumerate(ITEMS):
-        if item.question in first:
-            ref = int(item.reference_answer)
-            if PATTERNS[index % 4][min(turn, 2)] == "R":
-                return Reply(content=f"Adding the amounts step by step gives {ref}.\nAnswer: {ref}")
-            wrong = ref + 1
-            return Reply(content=f"I think it might be {wrong}, but I am not sure, maybe I slipped.\nAnswer: {wrong}")
-    return Reply(content="Answer: 0")
+N = N_HEDGED
 
 
 def trace(turns: list[tuple[str, str | None, bool]], qid: str = "q1", question: str = "Q?") -> dict:
@@ -67,9 +49,8 @@ def test_hand_features_and_auc():
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clf")
     data = tmp / "test.jsonl"
-    with sample_path("gsm8k").open(encoding="utf-8") as f:
-        data.write_text("".join(next(f) for _ in range(N)), encoding="utf-8")
-    with ScriptedServer(responder=respond) as server:
+    data.write_text("".join(hedged_lines()), encoding="utf-8")
+    with ScriptedServer(responder=hedged_respond) as server:
         llm = ["--model", "openai/scripted", "--api-base", server.base_url, "--no-progress"]
         run = ["correct", "run", "--dataset", "gsm8k", "--data", data, "--max-turns", "2", *llm]
         result = invoke([*run, "--out", tmp / "runs", "--policy", "fixed", "--template", "step_redo"])

@@ -333,6 +333,7 @@ async def arun_correct(
         client, llm_settings.model, checker, {t.id: t for t in templates}, policy, config, __version__, predictor
     )
     last_save = [time.monotonic()]
+    usage_before = client.usage.summary()  # the client may be shared (compare): report this run's part
 
     def on_written(trace: dict[str, Any]) -> None:
         apply_episode(policy, f"{run_tag}:{trace['row_id']}", trace["updates"])
@@ -350,7 +351,7 @@ async def arun_correct(
         "policy_state": str(state_path),
         "predictor": getattr(predictor, "name", "heuristic"),
         "run": stats.to_dict(),
-        "usage": client.usage.summary(),
+        "usage": _usage_delta(usage_before, client.usage.summary()),
     }
     atomic_write_json(out_dir / "summary.json", summary)
     if config.plots and traces:
@@ -358,6 +359,21 @@ async def arun_correct(
 
         plot_run(traces, out_dir / "plots")
     return summary
+
+
+def _usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """`after - before` for every number of a usage summary (nested per model), rounded like it."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict):
+            out[key] = _usage_delta(old if isinstance(old, dict) else {}, value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            delta = value - (old if isinstance(old, (int, float)) else 0)
+            out[key] = round(delta, 8) if isinstance(delta, float) else delta
+        else:
+            out[key] = value
+    return out
 
 
 def run_correct(config: CorrectConfig, out_dir: Path, llm_settings: Any, runner_settings: Any) -> dict[str, Any]:

@@ -1,0 +1,49 @@
+"""Kill -9 an `assay correct run` process mid-way and resume it: every question traced exactly once,
+and the saved policy holds exactly the updates of the traces in the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from assay.llm.testserver import ScriptedServer
+from assay.pipelines.correct.policy import ThompsonPolicy
+from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
+
+
+def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(hedged_lines()), encoding="utf-8")
+    out = tmp_path / "run"
+    with ScriptedServer(responder=lambda body: hedged_respond(body, delay_s=0.03)) as srv:
+        cmd = [sys.executable, "-m", "assay", "correct", "run", "--dataset", "gsm8k", "--data", str(data)]
+        cmd += ["--out", str(out), "--policy", "thompson", "--max-turns", "2", "--no-progress"]
+        cmd += ["--model", "openai/scripted", "--api-base", srv.base_url, "--max-concurrency", "2"]
+        env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        target = out / "traces.jsonl"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if target.exists() and len(target.read_text().splitlines()) >= 6:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = len(target.read_text().splitlines())
+        assert 6 <= first < N_HEDGED, "the run was not killed mid-way"
+        again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+    traces = [json.loads(line) for line in target.read_text().splitlines()]
+    ids = [t["row_id"] for t in traces]
+    assert len(ids) == len(set(ids)) == N_HEDGED  # 0 lost, 0 duplicated
+    policy = ThompsonPolicy.load(out / "policy.json")
+    assert len(policy.applied) == N_HEDGED
+    counted = sum(n for arms in policy.table.values() for _, _, n in arms.values())
+    assert counted == sum(len(t["updates"]) for t in traces)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == N_HEDGED and summary["run"]["skipped"] == first
