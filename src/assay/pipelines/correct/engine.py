@@ -51,6 +51,21 @@ _HEDGES = re.compile(
 )
 
 
+def answer_keys(answers: list[tuple[str, str | None]]) -> list[str]:
+    """Each answer's extracted key, or its whitespace-collapsed, case-folded text when it has none."""
+    return [key if key is not None else " ".join(text.split()).casefold() for text, key in answers]
+
+
+def count_changes(keys: list[str]) -> int:
+    """How often consecutive answer keys differ."""
+    return sum(a != b for a, b in zip(keys, keys[1:], strict=False))
+
+
+def hedges(text: str) -> set[str]:
+    """The distinct hedging phrases ("maybe", "i think", ...) in `text`, lowercased."""
+    return {m.lower() for m in _HEDGES.findall(text)}
+
+
 def predict_context(question: str, answers_so_far: list[tuple[str, str | None]], turn: int) -> tuple[str, float]:
     """The heuristic (failure mode, confidence) before reprompt `turn` (1-based), used when no trained
     classifier is given (`correct.classifier`, see classifier.py); it never looks at the reference.
@@ -60,15 +75,13 @@ def predict_context(question: str, answers_so_far: list[tuple[str, str | None]],
     - confidence: 0.9, minus 0.2 per distinct hedging phrase in the last answer, minus 0.1 per change,
       0.2 when no answer could be extracted; clipped to [0.05, 0.95].
     """
-    keys = [key if key is not None else " ".join(text.split()).casefold() for text, key in answers_so_far]
-    changes = sum(a != b for a, b in zip(keys, keys[1:], strict=False))
+    changes = count_changes(answer_keys(answers_so_far))
     mode = ANCHORED if changes == 0 else CORRECTED if changes == 1 else WAVERING
     assert mode in FAILURE_MODES
     last_text, last_key = answers_so_far[-1]
     if last_key is None:
         return mode, 0.2
-    hedges = {m.lower() for m in _HEDGES.findall(last_text)}
-    confidence = 0.9 - 0.2 * len(hedges) - 0.1 * changes
+    confidence = 0.9 - 0.2 * len(hedges(last_text)) - 0.1 * changes
     return mode, min(0.95, max(0.05, confidence))
 
 
