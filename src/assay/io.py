@@ -53,3 +53,18 @@ def replace_directory(tmp_dir: str | Path, final_dir: str | Path) -> None:
     os.replace(tmp_dir, final_dir)
     if old.exists():
         shutil.rmtree(old)
+
+
+def write_directory(final_dir: str | Path, write: Callable[[Path], None]) -> None:
+    """Build a directory atomically: `write(tmp)` fills a temporary directory beside `final_dir`,
+    which then replaces it (`replace_directory`); on any failure the temporary one is removed and
+    `final_dir` is left as it was."""
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}."))
+    try:
+        write(tmp)
+        replace_directory(tmp, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

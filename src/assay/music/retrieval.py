@@ -22,11 +22,8 @@ MAP_SPLITS = ("SFT-Train", "SFT-Val", "GRPO")  # never TEST: it is what retrieva
 
 def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, field: str = "vibe_original") -> dict:
     """Embed the vibe of every row with a selected config in `splits` and write the map."""
-    import shutil
-    import tempfile
-
     from assay.embeddings import embed
-    from assay.io import replace_directory
+    from assay.io import write_directory
     from assay.pipelines.runner import read_jsonl, split_files
 
     entries = []
@@ -47,16 +44,9 @@ def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, fie
     if not entries:
         raise DataError(f"{input_dir}: no rows with a selected config in {', '.join(splits)}")
     vectors = embed([e["vibe"] for e in entries])
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        _write_map(tmp, entries, vectors, meta_base={"splits": list(splits), "field": field, "source": str(input_dir)})
-        replace_directory(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return json.loads((out_dir / "meta.json").read_text("utf-8"))
+    meta_base = {"splits": list(splits), "field": field, "source": str(input_dir)}
+    write_directory(out_dir, lambda tmp: _write_map(tmp, entries, vectors, meta_base))
+    return json.loads((Path(out_dir) / "meta.json").read_text("utf-8"))
 
 
 def _write_map(tmp: Path, entries: list[dict], vectors: np.ndarray, meta_base: dict) -> None:

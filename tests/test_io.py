@@ -1,0 +1,24 @@
+"""assay.io.write_directory: a directory appears whole or not at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from assay.io import write_directory
+
+
+def test_write_directory_replaces_whole_and_keeps_the_old_one_on_failure(tmp_path):
+    target = tmp_path / "out"
+    write_directory(target, lambda d: (d / "a.txt").write_text("one"))
+    assert (target / "a.txt").read_text() == "one"
+
+    def broken(d):
+        (d / "a.txt").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_directory(target, broken)
+    assert (target / "a.txt").read_text() == "one"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
+    write_directory(target, lambda d: (d / "b.txt").write_text("two"))
+    assert [p.name for p in target.iterdir()] == ["b.txt"]
