@@ -3,14 +3,14 @@
 #               synthetic data with it, fine-tune two judges and score texts (~8 min on 2 cores;
 #               `make demo DEMO_SCALE=4` for a bigger run)
 #   make synth-demo  the LLM synthetic-data pipeline offline with a local model (docs/synth.md)
-#   make test   install the dev dependencies into .venv and run the test suite
+#   make test   install the dev dependencies into .venv (and Debian's chromium, as root) and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_SCALE ?= 1
 
-.PHONY: demo synth-demo test install install-dev lint bench clean
+.PHONY: demo synth-demo test install install-dev browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,17 @@ demo: $(VENV)/.installed
 synth-demo: $(VENV)/.installed
 	BIN=$(BIN) sh scripts/synth_demo.sh
 
-test: $(VENV)/.installed-dev
+# The page tests of `assay serve` drive Debian's Chromium. Install it where we can (root with apt-get);
+# elsewhere those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the page tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "note: could not install chromium; the page tests will be skipped"; \
+	  else echo "note: chromium is not installed (apt-get install chromium); the page tests will be skipped"; fi; }
+
+test: $(VENV)/.installed-dev browser
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
@@ -48,6 +58,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/stream_throughput.py
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/correct_throughput.py
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

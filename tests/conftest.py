@@ -108,3 +108,17 @@ def tiny_stream(tmp_path_factory, tiny_lm) -> Path:
     cfg = validate(TrainingConfig, stream_tree(folder.parent / "unused", folder, tiny_lm))
     produce_stream(cfg, folder, workers=1, shards=8, show=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def judges(tmp_path_factory, tiny_lm, tiny_stream) -> Path:
+    """A folder with a sequence scorer and a token classifier trained from the tiny stream."""
+    from assay.config import validate
+    from assay.train.config import TrainingConfig
+    from assay.train.trainer import train
+
+    root = tmp_path_factory.mktemp("judges")
+    for name, mode in (("scorer", "sequence_scorer"), ("inspector", "token_classifier")):
+        tree = stream_tree(root / name, tiny_stream, tiny_lm, model={"mode": mode}, train={"max_iters": 8})
+        train(validate(TrainingConfig, tree))
+    return root

@@ -7,25 +7,12 @@ import subprocess
 import pytest
 
 from assay import Judge
-from assay.config import validate
 from assay.data.corpus import load_corpus
 from assay.errors import AssayError, CheckpointError
-from assay.train.config import TrainingConfig
-from assay.train.trainer import train
-from tests.conftest import ROOT, assay_cmd, stream_tree
+from tests.conftest import ROOT, assay_cmd
 
 REAL = load_corpus("tinyshakespeare").documents[0].text
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-@pytest.fixture(scope="module")
-def judges(tmp_path_factory, tiny_lm, tiny_stream):
-    """A folder with a sequence scorer and a token classifier trained from the tiny stream."""
-    root = tmp_path_factory.mktemp("judges")
-    for name, mode in (("scorer", "sequence_scorer"), ("inspector", "token_classifier")):
-        tree = stream_tree(root / name, tiny_stream, tiny_lm, model={"mode": mode}, train={"max_iters": 8})
-        train(validate(TrainingConfig, tree))
-    return root
 
 
 def test_judge_scores_texts_of_any_length(judges):

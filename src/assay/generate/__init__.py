@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,8 +25,13 @@ def generate_text(
     prompt: str = "",
     device: str = "cpu",
     order: str = "confidence",
+    model=None,
+    on_step: Callable[[int, int, list[int]], None] | None = None,
 ) -> dict[str, Any]:
-    """Sample text from a checkpoint (`assay.train.checkpoint.Checkpoint`)."""
+    """Sample text from a checkpoint (`assay.train.checkpoint.Checkpoint`).
+
+    model: the checkpoint's model already built (`ckpt.build_model()`), to reuse it across calls.
+    on_step: diffusion only, see `generate_diffusion`."""
     cfg = ckpt.config
     if cfg.model.mode != "language_model":
         raise AssayError(f"{ckpt.directory} is a {cfg.model.mode}; generation needs a language_model checkpoint")
@@ -34,7 +40,7 @@ def generate_text(
     if order not in ("confidence", "random"):
         raise AssayError(f"--order must be confidence or random, not {order!r}")
     tok = ckpt.tokenizer
-    model = ckpt.build_model(device)
+    model = model if model is not None else ckpt.build_model(device)
     gen = torch.Generator().manual_seed(seed)
     prompt_ids = tok.encode(prompt) if prompt else []
     if cfg.model.causal:
@@ -46,7 +52,18 @@ def generate_text(
     else:
         vocab = Vocab.of(tok)
         new = generate_diffusion(
-            model, vocab, length, steps, cfg.data.block_size, prompt_ids, temperature, top_p, gen, device, order=order
+            model,
+            vocab,
+            length,
+            steps,
+            cfg.data.block_size,
+            prompt_ids,
+            temperature,
+            top_p,
+            gen,
+            device,
+            on_step=on_step,
+            order=order,
         )
         ids = prompt_ids + new
     return {

@@ -67,16 +67,25 @@ def generate_diffusion(
     top_p: float = 1.0,
     gen: torch.Generator | None = None,
     device="cpu",
-    on_step: Callable[[int, torch.Tensor], None] | None = None,
+    on_step: Callable[[int, int, list[int]], None] | None = None,
     order: str = "confidence",
 ) -> list[int]:
-    """`length` new token ids after `prompt`."""
+    """`length` new token ids after `prompt`.
+
+    on_step(window, step, ids) is called after every denoising step with the new ids so far
+    (earlier windows, then the current one with [MASK] ids where it is still masked)."""
     seq = list(prompt or [])
-    target = len(seq) + length
+    start, target = len(seq), len(seq) + length
+    window = 0
     while len(seq) < target:
         context = seq[-(block_size // 2) :] if seq else []
         n_new = min(block_size - len(context), target - len(seq))
         x = torch.tensor([context + [vocab.mask_id] * n_new], device=device)
-        x = unmask(model, x, vocab, steps, temperature, top_p, gen, on_step, order)
+        report = None
+        if on_step is not None:
+            done, w = seq[start:], window
+            report = lambda s, y: on_step(w, s, done + y[0, len(context) :].tolist())  # noqa: B023  (called now)
+        x = unmask(model, x, vocab, steps, temperature, top_p, gen, report, order)
         seq.extend(x[0, len(context) :].tolist())
-    return seq[len(prompt or []) :]
+        window += 1
+    return seq[start:]

@@ -65,21 +65,58 @@ class Judge:
 
     # ------------------------------------------------------------------------------------------
     def score(self, texts: str | list[str], batch_size: int = 16) -> list[dict[str, Any]]:
+        """One result per text. The windows of all the texts share batches of `batch_size`, so many
+        short texts cost a few forward passes, not one each."""
         if isinstance(texts, str):
             texts = [texts]
-        results = []
         for text in texts:
             if not isinstance(text, str) or not text.strip():
                 raise AssayError("cannot score an empty text")
-            results.append(self._score_one(text, batch_size))
+        encoded = [self.tokenizer.encode_with_offsets(text) for text in texts]
+        results: list[dict[str, Any]] = [
+            {"text": text, "n_tokens": len(ids)} for text, (ids, _) in zip(texts, encoded, strict=True)
+        ]
+        id_lists = [ids for ids, _ in encoded]
+        if self.inspector is not None:
+            ckpt, model = self.inspector
+            per_text, cls_first = self._outputs(ckpt, model, id_lists, batch_size)
+            for result, (_, offsets), windows in zip(results, encoded, per_text, strict=True):
+                text = result["text"]
+                probs = torch.cat([o[1:] if cls_first else o for o, _ in windows]).softmax(-1)
+                result["tokens"] = [
+                    {"text": text[a:b], "start": a, "end": b, "p_replaced": float(1 - p[0]), "probs": p.tolist()}
+                    for (a, b), p in zip(offsets, probs, strict=True)
+                ]
+        if self.scorer is not None:
+            ckpt, model = self.scorer
+            per_text, _ = self._outputs(ckpt, model, id_lists, batch_size)
+            for result, windows in zip(results, per_text, strict=True):
+                scores = torch.sigmoid(torch.stack([o for o, _ in windows]))
+                sizes = torch.tensor([n for _, n in windows], dtype=torch.float32)
+                result["score"] = float((scores * sizes).sum() / sizes.sum())
+        else:
+            for result in results:
+                result["score"] = sum(t["p_replaced"] for t in result["tokens"]) / max(len(result["tokens"]), 1)
         return results
 
-    def _windows(self, ckpt: Checkpoint, ids: list[int]) -> tuple[list[list[int]], bool]:
+    def _outputs(
+        self, ckpt: Checkpoint, model, id_lists: list[list[int]], batch_size: int
+    ) -> tuple[list[list[tuple[torch.Tensor, int]]], bool]:
+        """Per text, its windows' (model output, text tokens in the window); and whether each
+        window starts with [CLS]. Windows are the judge's training length."""
         info = ckpt.state.get("task", {}).get("input", {})
         cls_first = bool(info.get("cls", False))
         width = int(info.get("seq_len", ckpt.config.data.block_size)) - (1 if cls_first else 0)
-        chunks = [ids[i : i + width] for i in range(0, len(ids), width)]
-        return [([self.tokenizer.cls_id] if cls_first else []) + c for c in chunks], cls_first
+        head = [self.tokenizer.cls_id] if cls_first else []
+        windows, owners = [], []
+        for owner, ids in enumerate(id_lists):
+            for i in range(0, len(ids), width):
+                windows.append(head + ids[i : i + width])
+                owners.append(owner)
+        per_text: list[list[tuple[torch.Tensor, int]]] = [[] for _ in id_lists]
+        for owner, window, output in zip(owners, windows, self._run(model, windows, batch_size), strict=True):
+            per_text[owner].append((output, len(window) - len(head)))
+        return per_text, cls_first
 
     @torch.no_grad()
     def _run(self, model, windows: list[list[int]], batch_size: int) -> list[torch.Tensor]:
@@ -99,24 +136,3 @@ class Judge:
                 for i, w in enumerate(chunk)
             )
         return outputs
-
-    def _score_one(self, text: str, batch_size: int) -> dict[str, Any]:
-        ids, offsets = self.tokenizer.encode_with_offsets(text)
-        result: dict[str, Any] = {"text": text, "n_tokens": len(ids)}
-        if self.inspector is not None:
-            ckpt, model = self.inspector
-            windows, cls_first = self._windows(ckpt, ids)
-            probs = torch.cat([o[1:] if cls_first else o for o in self._run(model, windows, batch_size)]).softmax(-1)
-            result["tokens"] = [
-                {"text": text[a:b], "start": a, "end": b, "p_replaced": float(1 - p[0]), "probs": p.tolist()}
-                for (a, b), p in zip(offsets, probs, strict=True)
-            ]
-        if self.scorer is not None:
-            ckpt, model = self.scorer
-            windows, cls_first = self._windows(ckpt, ids)
-            scores = torch.sigmoid(torch.stack(self._run(model, windows, batch_size)))
-            sizes = torch.tensor([len(w) - (1 if cls_first else 0) for w in windows], dtype=torch.float32)
-            result["score"] = float((scores * sizes).sum() / sizes.sum())
-        else:
-            result["score"] = sum(t["p_replaced"] for t in result["tokens"]) / max(len(result["tokens"]), 1)
-        return result

@@ -1,0 +1,32 @@
+"""`assay serve`: the web page and JSON API (docs/serve.md). Heavy imports happen inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from assay.cli.main import ConfigOpt, SetOpt, app
+
+
+@app.command("serve")
+def serve_command(
+    judge: Annotated[Path | None, typer.Option("--judge", help="A judge run, or a folder of judge runs.")] = None,
+    lm: Annotated[Path | None, typer.Option("--lm", help="A language-model run for /api/generate.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default 127.0.0.1: this machine only).", show_default=False),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 picks a free one).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve a page and a JSON API that score texts with a judge (sequence score, per-token
+    probabilities) and, with --lm, show diffusion generation step by step."""
+    from assay.cli.llm_options import load_with_flags
+    from assay.serve.config import ServeConfig
+    from assay.serve.server import serve
+
+    flags = {"server.judge": judge, "server.lm": lm, "server.host": host, "server.port": port}
+    serve(load_with_flags(ServeConfig, config, set_, flags), log=typer.echo)

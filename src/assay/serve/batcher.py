@@ -1,0 +1,99 @@
+"""Batching of concurrent score requests onto one model.
+
+Requests wait in a queue; one worker takes everything waiting (up to `max_texts` texts, waiting
+at most `wait_s` for more once it has one), scores all of it with one call of `score_fn` in the
+model's own thread, and hands each request its own results. Under load the queue fills while
+the model works, so batches grow by themselves; a lone request waits at most `wait_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+ScoreFn = Callable[[list[str]], list[dict[str, Any]]]
+
+
+class Batcher:
+    def __init__(self, score_fn: ScoreFn, executor: ThreadPoolExecutor, max_texts: int, wait_s: float):
+        self.score_fn = score_fn
+        self.executor = executor
+        self.max_texts = max_texts
+        self.wait_s = wait_s
+        self.batches = 0  # model calls made
+        self.texts = 0  # texts scored
+        self.requests = 0  # requests answered
+        self._queue: asyncio.Queue[tuple[list[str], asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Start the worker on the running event loop."""
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    async def score(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The results for `texts`, scored together with whatever else is waiting."""
+        if self._queue is None:
+            raise RuntimeError("Batcher.start() was not called")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((texts, future))
+        return await future
+
+    async def _next_batch(self) -> list[tuple[list[str], asyncio.Future]]:
+        assert self._queue is not None
+        batch = [await self._queue.get()]
+        count = len(batch[0][0])
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while count < self.max_texts:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            batch.append(item)
+            count += len(item[0])
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [(texts, future) for texts, future in await self._next_batch() if not future.done()]
+            if not batch:  # every waiting client went away
+                continue
+            texts = [text for request, _ in batch for text in request]
+            try:
+                results = await loop.run_in_executor(self.executor, self.score_fn, texts)
+            except Exception as exc:  # the same error for every request of the batch
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.texts += len(texts)
+            start = 0
+            for request, future in batch:
+                if not future.done():
+                    future.set_result(results[start : start + len(request)])
+                    self.requests += 1
+                start += len(request)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "score_requests": self.requests,
+            "score_batches": self.batches,
+            "scored_texts": self.texts,
+            "mean_batch_texts": self.texts / self.batches if self.batches else 0.0,
+        }

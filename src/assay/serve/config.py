@@ -1,0 +1,32 @@
+"""The options of `assay serve`: what to load, where to listen, and the request limits."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from assay.config import Section
+
+
+class ServerSection(Section):
+    judge: str | None = None  # a judge run, or a folder of judge runs (required)
+    lm: str | None = None  # a language-model run for /api/generate (optional)
+    host: str = "127.0.0.1"  # loopback only unless asked otherwise
+    port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL is printed)
+    threads: int | None = Field(None, ge=1)  # torch threads (default: torch's own)
+    log_requests: bool = False  # one access-log line per request
+
+
+class LimitsSection(Section):
+    max_request_bytes: int = Field(1 << 20, ge=1024)  # larger bodies: 413
+    max_text_chars: int = Field(20_000, ge=1)  # per text; longer: 422
+    max_texts: int = Field(64, ge=1)  # texts per /api/score request
+    max_generate_tokens: int = Field(2_048, ge=1)  # /api/generate `length`
+    max_steps: int = Field(512, ge=1)  # /api/generate `steps`
+    batch_texts: int = Field(64, ge=1)  # texts of concurrent requests scored in one model call
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # how long a batch waits for more requests
+    window_batch: int = Field(32, ge=1)  # model windows per forward pass
+
+
+class ServeConfig(Section):
+    server: ServerSection = ServerSection()
+    limits: LimitsSection = LimitsSection()

@@ -1,0 +1,54 @@
+"""Run the app: bind the socket first (so `port = 0` gets a free port and the URL printed is the
+real one), then hand it to uvicorn. Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from assay.errors import AssayError
+from assay.serve.config import ServeConfig
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AssayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(cfg: ServeConfig, log: Callable[[str], None] = print) -> None:
+    """Load the models, bind, print the URL and serve until interrupted."""
+    import torch
+    import uvicorn
+
+    from assay.serve.app import create_app
+    from assay.serve.models import load_models
+
+    if cfg.server.threads:
+        torch.set_num_threads(cfg.server.threads)
+    loaded = load_models(cfg.server.judge, cfg.server.lm)
+    sock = bind(cfg.server.host, cfg.server.port)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    what = "judge" + (" + LM" if loaded.lm else "")
+    log(f"assay serve: {what} on http://{shown}:{port}/ (Ctrl-C stops)")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(cfg, loaded),
+            log_level="info" if cfg.server.log_requests else "warning",
+            access_log=cfg.server.log_requests,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
