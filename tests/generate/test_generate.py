@@ -96,3 +96,26 @@ def test_random_order_unmasking_also_follows_the_schedule():
     assert not torch.isin(out, torch.tensor(VOCAB.special_ids)).any()
     with pytest.raises(ValueError, match="order"):
         unmask(m, x, VOCAB, steps=2, order="sideways")
+
+
+def test_window_sizes_and_the_step_callback_of_a_long_generation():
+    from assay.generate.diffusion import window_sizes
+
+    assert window_sizes(0, 50, 32) == [32, 16, 2]
+    assert window_sizes(3, 90, 32) == [29, 16, 16, 16, 13]
+    assert window_sizes(40, 10, 32) == [10]
+    seen = []
+    out = generate_diffusion(
+        model(),
+        VOCAB,
+        length=50,
+        steps=3,
+        block_size=32,
+        gen=torch.Generator().manual_seed(5),
+        on_step=lambda w, s, ids: seen.append((w, s, len(ids), ids.count(VOCAB.mask_id))),
+    )
+    # the 2-token window is done after 2 steps (nothing left to unmask)
+    assert [(w, s) for w, s, _, _ in seen] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1)]
+    assert [n for _, _, n, _ in seen] == [32] * 3 + [48] * 3 + [50] * 2  # earlier windows, then this one
+    assert [m for _, _, _, m in seen] == [21, 10, 0, 10, 5, 0, 1, 0]  # each window's own schedule
+    assert len(out) == 50

@@ -55,6 +55,22 @@ def unmask(
     return x
 
 
+def window_sizes(prompt_len: int, length: int, block_size: int) -> list[int]:
+    """New tokens made by each window of a generation: every window after the first (or after a
+    prompt) keeps the last half block of the text so far as its context."""
+    sizes, have = [], prompt_len
+    while sum(sizes) < length:
+        context = min(have, block_size // 2)
+        sizes.append(min(block_size - context, length - sum(sizes)))
+        have += sizes[-1]
+    return sizes
+
+
+def _reporter(on_step, window: int, done: list[int], context: int):
+    """unmask's on_step(step, x) for one window -> on_step(window, step, new ids so far)."""
+    return lambda step, x: on_step(window, step, done + x[0, context:].tolist())
+
+
 @torch.no_grad()
 def generate_diffusion(
     model,
@@ -75,17 +91,11 @@ def generate_diffusion(
     on_step(window, step, ids) is called after every denoising step with the new ids so far
     (earlier windows, then the current one with [MASK] ids where it is still masked)."""
     seq = list(prompt or [])
-    start, target = len(seq), len(seq) + length
-    window = 0
-    while len(seq) < target:
+    start = len(seq)
+    for window, n_new in enumerate(window_sizes(len(seq), length, block_size)):
         context = seq[-(block_size // 2) :] if seq else []
-        n_new = min(block_size - len(context), target - len(seq))
         x = torch.tensor([context + [vocab.mask_id] * n_new], device=device)
-        report = None
-        if on_step is not None:
-            done, w = seq[start:], window
-            report = lambda s, y: on_step(w, s, done + y[0, len(context) :].tolist())  # noqa: B023  (called now)
+        report = _reporter(on_step, window, seq[start:], len(context)) if on_step else None
         x = unmask(model, x, vocab, steps, temperature, top_p, gen, report, order)
         seq.extend(x[0, len(context) :].tolist())
-        window += 1
     return seq[start:]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.generate import generate_text
+from assay.generate.diffusion import window_sizes
 from assay.serve.models import LanguageModel
 
 
@@ -83,15 +83,11 @@ def run(lm: LanguageModel, req: GenerateRequest, on_step=None) -> dict[str, Any]
 
 
 def windows(lm: LanguageModel, req: GenerateRequest) -> int:
-    """How many windows a diffusion generation of `req` takes (each keeps half a block of context)."""
-    block = lm.ckpt.config.data.block_size
+    """How many windows a generation of `req` takes (1 for a causal LM)."""
     if lm.ckpt.config.model.causal:
         return 1
     prompt = len(lm.ckpt.tokenizer.encode(req.prompt)) if req.prompt else 0
-    first = block - min(prompt, block // 2)
-    if req.length <= first:
-        return 1
-    return 1 + math.ceil((req.length - first) / (block - block // 2))
+    return len(window_sizes(prompt, req.length, lm.ckpt.config.data.block_size))
 
 
 async def stream(lm: LanguageModel, req: GenerateRequest, executor: ThreadPoolExecutor) -> AsyncIterator[bytes]:
