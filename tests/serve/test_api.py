@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -230,6 +231,9 @@ def test_without_an_lm_generate_is_404(judges):
         assert info["lm"] is None and info["judge"]["token_classifier"] is None
         result = srv.post("/api/score", {"text": "no tokens from a scorer alone"})[1]["results"][0]
         assert "tokens" not in result and 0 <= result["score"] <= 1
+        srv.process.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
+        assert srv.process.wait(timeout=30) == 0
+        assert "Traceback" not in srv.process.stderr.read()
     finally:
         stop_server(srv)
 

@@ -50,5 +50,8 @@ def serve(cfg: ServeConfig, log: Callable[[str], None] = print) -> None:
     )
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: for a server it is the way to stop
+        pass
     finally:
         sock.close()
+    log("assay serve: stopped")
