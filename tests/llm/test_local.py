@@ -210,13 +210,13 @@ def test_tree_scoring_matches_sequential_decoding(backend):
 
 @pytest.mark.slow
 def test_dequantised_cache_loads_the_same_weights(backend):
-    from assay.llm.local_model import _from_directory
+    from assay.llm.local_model import load_hf_directory
 
     lm = backend.load()
     cached = dequantised_dir(gguf_path())
     assert (cached / "model.safetensors").is_file()
     started = time.perf_counter()
-    model, tokenizer = _from_directory(cached)
+    model, tokenizer = load_hf_directory(cached)
     print(f"\nlocal model: warm load from the dequantised cache in {time.perf_counter() - started:.1f} s")
     probe = torch.tensor([tokenizer.encode("The sky is")])
     with torch.inference_mode():

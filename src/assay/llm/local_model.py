@@ -100,17 +100,34 @@ def load_model(spec: str) -> LocalModel:
         return _loaded[key]
 
 
+def hf_directory(spec: str) -> Path:
+    """The Hugging Face model directory a spec names: an HF directory as it is, or for 'smollm2'
+    the dequantised copy of the GGUF in the cache (written now if missing; the model made for it
+    is not kept). For callers that load their own copy, e.g. to fine-tune it."""
+    path = resolve(spec)
+    if path.is_dir():
+        return path
+    cached = dequantised_dir(path)
+    if not (cached / "config.json").is_file():
+        model, tokenizer = _from_gguf(path)
+        _save_dequantised(model, tokenizer, cached)
+        del model
+        if not (cached / "config.json").is_file():
+            raise LLMError(f"could not write the dequantised model to {cached} (set ASSAY_CACHE_DIR)")
+    return cached
+
+
 def _load(path: Path) -> LocalModel:
     started = time.perf_counter()
     if path.is_dir():
-        model, tokenizer = _from_directory(path)
+        model, tokenizer = load_hf_directory(path)
         source = "dir"
     else:
         cached = dequantised_dir(path)
         model = tokenizer = None
         if (cached / "config.json").is_file():
             try:
-                model, tokenizer = _from_directory(cached)
+                model, tokenizer = load_hf_directory(cached)
                 source = "cache"
             except Exception as exc:  # a damaged cache: fall back to the GGUF and rewrite it
                 log.warning("ignoring the dequantised model cache %s (%s)", cached, exc)
@@ -136,7 +153,7 @@ def _load(path: Path) -> LocalModel:
 
 
 @contextmanager
-def _quiet():
+def quiet_transformers():
     """Silence transformers' loading progress bars and notices (noise in a CLI run), then restore.
     (The GGUF reader's own tqdm bar, shown once per machine, cannot be turned off from here.)"""
     from transformers.utils import logging as hf_logging
@@ -152,12 +169,12 @@ def _quiet():
             hf_logging.enable_progress_bar()
 
 
-def _from_directory(path: Path):
+def load_hf_directory(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        with _quiet():
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
@@ -169,7 +186,7 @@ def _from_gguf(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _quiet():
+    with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     # The weights are dequantised fp32 now; dropping the GGUF quantizer makes the model an ordinary
@@ -186,7 +203,7 @@ def _save_dequantised(model, tokenizer, target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        with _quiet():
+        with quiet_transformers():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         if target.exists():  # a damaged copy we could not load: replace it
