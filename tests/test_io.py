@@ -22,3 +22,15 @@ def test_write_directory_replaces_whole_and_keeps_the_old_one_on_failure(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directory left behind
     write_directory(target, lambda d: (d / "b.txt").write_text("two"))
     assert [p.name for p in target.iterdir()] == ["b.txt"]
+
+
+def test_write_directory_makes_an_ordinary_folder(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        write_directory(tmp_path / "out", lambda d: (d / "a.txt").write_text("x"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755  # not mkdtemp's 0700

@@ -55,6 +55,12 @@ def replace_directory(tmp_dir: str | Path, final_dir: str | Path) -> None:
         shutil.rmtree(old)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_directory(final_dir: str | Path, write: Callable[[Path], None]) -> None:
     """Build a directory atomically: `write(tmp)` fills a temporary directory beside `final_dir`,
     which then replaces it (`replace_directory`); on any failure the temporary one is removed and
@@ -63,6 +69,7 @@ def write_directory(final_dir: str | Path, write: Callable[[Path], None]) -> Non
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=f".{final_dir.name}."))
     try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); the result is an ordinary folder
         write(tmp)
         replace_directory(tmp, final_dir)
     except BaseException:
