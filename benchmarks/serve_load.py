@@ -55,10 +55,12 @@ def in_process(judge, texts: list[str], per_call: int) -> dict:
     return {"texts_per_s": len(texts) / wall, "p50_ms": p50, "p99_ms": p99}
 
 
-def start_server(judge: Path, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(judge: Path, threads: int, sets: list[str]) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "assay", "serve", "--judge", str(judge), "--port", "0"]
-    cmd += ["--set", f"server.threads={threads}", "--set", "limits.max_request_bytes=1048576"]
+    cmd += ["--set", f"server.threads={threads}"]
+    for assignment in sets:
+        cmd += ["--set", assignment]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "http://" not in line:
@@ -110,6 +112,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="Requests per concurrency level.")
     parser.add_argument("--chars", type=int, default=200, help="Characters per text.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, in-process and in the server.")
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[], help="A server option, e.g. limits.batch_wait_ms=0."
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "serve_load.json")
     args = parser.parse_args()
     if not args.judge.exists():
@@ -124,7 +129,7 @@ def main() -> None:
     judge = Judge.load(args.judge)
     texts = passages(args.requests, args.chars)
     single = in_process(judge, texts, 1)
-    proc, url = start_server(args.judge, args.threads)
+    proc, url = start_server(args.judge, args.threads, args.sets)
     rows = []
     try:
         for c in args.concurrency:
@@ -164,6 +169,7 @@ def main() -> None:
         "requests": args.requests,
         "chars": args.chars,
         "threads": args.threads,
+        "server_options": args.sets,
         "in_process_single": single,
         "levels": rows,
     }
