@@ -115,6 +115,7 @@ def show(
 import assay.cli.music_retrieval  # noqa: E402, F401  (adds map/suggest to music_app)
 import assay.cli.serve  # noqa: E402, F401  (adds `assay serve`)
 import assay.cli.sft  # noqa: E402, F401  (adds train-sft/export-sft/train-grpo to synth_app)
+import assay.cli.synth_benchmark  # noqa: E402, F401  (adds benchmark to synth_app)
 from assay.cli.correct import correct_app  # noqa: E402
 from assay.cli.music import music_app  # noqa: E402  (typer apps only: no heavy imports)
 from assay.cli.synth import synth_app  # noqa: E402

@@ -43,6 +43,11 @@ class LLMSettings(Section):
     backoff_cap_s: float = Field(8.0, ge=0)
     jitter: Literal["equal", "full", "none"] = "equal"
     repair_attempts: int = Field(1, ge=0)  # structured output: correction rounds after a bad answer
+    # Constrained decoding of answers that have a JSON Schema (read by the steps that build such
+    # requests: `synth configs`, `synth benchmark`). true: the schema goes with the request (the local
+    # model's schema-guided decoder, response_format for API models). false: the same prompt without
+    # it, sampled freely, the raw text validated afterwards (guided vs free is then comparable).
+    guided: bool = True
     # OpenAI-compatible endpoints: "sdk" = the openai SDK (over aiohttp), "lean" = assay's own minimal
     # JSON-over-aiohttp transport (no SDK; for high request rates against local servers)
     transport: Literal["sdk", "lean"] = "sdk"

@@ -6,6 +6,8 @@ is checked on the raw text -- `format_valid` (JSON), `schema_valid` (the payload
 `palette_valid` (3 palettes x 5 colours) -- all candidates are kept, and the first valid one is
 selected (`best_index`, `config_payload`); `assay synth score` later re-selects by quality. A row
 with no valid candidate keeps `config_payload: null` and says why in `config_error`.
+With `llm.guided = false` the requests leave the schema out (constrained decoding off: the local
+model samples freely, API models get no response_format); the prompt is the same.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from assay.config import Section
 from assay.errors import DataError
+
+if TYPE_CHECKING:
+    from assay.llm.types import ChatRequest
 
 SPLIT_FILES = ("TEST", "SFT-Val", "GRPO", "SFT-Train")
 
@@ -49,6 +54,13 @@ def system_prompt() -> str:
     return SYSTEM.format(schema=json.dumps(payload_json_schema(), separators=(",", ":")))
 
 
+@lru_cache(maxsize=1)
+def _payload_schema() -> dict[str, Any]:
+    from assay.music.schema import payload_json_schema
+
+    return payload_json_schema()
+
+
 def build_messages(vibe: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": f"<vibe>{vibe}</vibe>"}]
 
@@ -58,6 +70,24 @@ def candidate_seed(seed: int, row_id: str, index: int) -> int:
     from assay.rng import stable_rng
 
     return stable_rng(seed, row_id, index).randrange(2**31)
+
+
+def config_request(
+    vibe: str, row_id: str, index: int, config: ConfigsConfig, model: str, guided: bool = True
+) -> ChatRequest:
+    """The request for candidate `index` of a row. guided=False leaves the schema out of the request
+    (it stays in the system prompt): the model samples freely and only the raw text is validated."""
+    from assay.llm.types import ChatRequest
+
+    return ChatRequest(
+        model=model,
+        messages=build_messages(vibe),
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        seed=candidate_seed(config.seed, row_id, index),
+        json_schema=_payload_schema() if guided else None,
+        schema_name="music_payload",
+    )
 
 
 def select(texts: list[str]) -> dict[str, Any]:
@@ -86,14 +116,11 @@ def generate_configs(
     import asyncio
 
     from assay.llm.client import LLMClient
-    from assay.llm.types import ChatRequest
-    from assay.music.schema import payload_json_schema
     from assay.pipelines.runner import arun_rows, guard_outputs, read_jsonl, split_files, write_run_config
 
     files = split_files(input_dir, config.splits, "assay synth vibes")
     out_dir = Path(out_dir)
     guard_outputs([out_dir / p.name for p in files], runner_settings)
-    schema = payload_json_schema()
     write_run_config(
         out_dir,
         "configs",
@@ -111,15 +138,7 @@ def generate_configs(
                 raise DataError(f"row {row['row_id']}: no vibe in field {config.vibe_field!r}")
 
             async def one(index: int) -> str:
-                request = ChatRequest(
-                    model=llm_settings.model,
-                    messages=build_messages(vibe),
-                    temperature=config.temperature,
-                    max_tokens=config.max_tokens,
-                    seed=candidate_seed(config.seed, row["row_id"], index),
-                    json_schema=schema,
-                    schema_name="music_payload",
-                )
+                request = config_request(vibe, row["row_id"], index, config, llm_settings.model, llm_settings.guided)
                 return (await client.complete(request)).text
 
             texts = await asyncio.gather(*(one(i) for i in range(config.num_candidates)))
