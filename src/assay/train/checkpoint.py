@@ -61,7 +61,7 @@ def save_checkpoint(
         atomic_write_json(tmp / "config.json", to_dict(config))
         tokenizer.save(tmp / "tokenizer")
         if optimizer is not None:
-            _save_optimizer(tmp, optimizer)
+            save_optimizer(tmp, optimizer)
         world = 1 if dist is None else dist.world_size
         atomic_write_json(tmp / "state.json", {"format": FORMAT, "world_size": world} | state)
     _barrier(dist)
@@ -75,7 +75,8 @@ def _barrier(dist) -> None:
         dist.barrier()
 
 
-def _save_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
+def save_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
+    """AdamW (or any torch optimizer) state: tensors to optimizer.safetensors, the rest to optimizer.json."""
     sd = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, slots in sd["state"].items():
@@ -143,21 +144,7 @@ class Checkpoint:
         return model.to(device).eval()
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        try:
-            meta = json.loads((self.directory / "optimizer.json").read_text(encoding="utf-8"))
-            tensors = load_file(str(self.directory / "optimizer.safetensors"))
-        except (OSError, json.JSONDecodeError, SafetensorError) as exc:
-            raise CheckpointError(
-                f"{self.directory}: optimizer state missing or corrupt ({_first_line(exc)})"
-            ) from None
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in list(tensors.items()) + list(meta["scalars"].items()):
-            index, name = key.split(".", 1)
-            state.setdefault(int(index), {})[name] = value
-        try:
-            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{self.directory}: optimizer state does not fit the model ({exc})") from None
+        load_optimizer(self.directory, optimizer)
 
     def rank_state(self, rank: int) -> dict[str, Any]:
         stem = self.directory / f"rank{rank}"
@@ -168,6 +155,23 @@ class Checkpoint:
             return _load_tree(stem)
         except (OSError, json.JSONDecodeError, SafetensorError, KeyError) as exc:
             raise CheckpointError(f"{self.directory}: rank {rank} state is corrupt ({_first_line(exc)})") from None
+
+
+def load_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
+    """Restore what `save_optimizer` wrote into `optimizer` (built over the same parameters)."""
+    try:
+        meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(directory / "optimizer.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
+        raise CheckpointError(f"{directory}: optimizer state missing or corrupt ({_first_line(exc)})") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{directory}: optimizer state does not fit the model ({exc})") from None
 
 
 def init_from_checkpoint(model: Transformer, path: str | Path, tokenizer: Tokenizer) -> dict[str, list[str]]:

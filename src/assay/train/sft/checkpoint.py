@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from assay.errors import CheckpointError
 from assay.io import atomic_write_json, write_directory
+from assay.train.checkpoint import load_optimizer, save_optimizer
 from assay.train.sft.lora import load_adapter_weights, save_adapter
 
 FORMAT = 1
@@ -31,7 +32,7 @@ def save(directory: str | Path, model, optimizer: torch.optim.Optimizer, state: 
 
     def write(tmp: Path) -> None:
         save_adapter(model, tmp / "adapter", meta)
-        _save_optimizer(tmp, optimizer)
+        save_optimizer(tmp, optimizer)
         rng = {"torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on the GPU draws from these
             rng |= {f"cuda_rng.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
@@ -55,7 +56,7 @@ def load(directory: str | Path, model, optimizer: torch.optim.Optimizer) -> dict
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{directory}: checkpoint format {state.get('format')!r}, expected {FORMAT}")
     load_adapter_weights(model, directory / "adapter")
-    _load_optimizer(directory, optimizer)
+    load_optimizer(directory, optimizer)
     try:
         rng = load_file(str(directory / "rng.safetensors"))
         torch.set_rng_state(rng["torch_rng"])
@@ -67,32 +68,3 @@ def load(directory: str | Path, model, optimizer: torch.optim.Optimizer) -> dict
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     return state
-
-
-def _save_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, slots in sd["state"].items():
-        for name, value in slots.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}.{name}"] = value
-    save_file(tensors, str(directory / "optimizer.safetensors"))
-    atomic_write_json(directory / "optimizer.json", {"param_groups": sd["param_groups"], "scalars": scalars})
-
-
-def _load_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
-    try:
-        meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(directory / "optimizer.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
-        raise CheckpointError(f"{directory}: optimizer state missing or corrupt ({exc.__class__.__name__})") from None
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{directory}: optimizer state does not fit the model ({exc})") from None
