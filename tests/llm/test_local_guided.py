@@ -398,3 +398,20 @@ def test_pick_greedy_top_p_and_seed():
     assert [pick(scores, 1.0, None, torch.Generator().manual_seed(7)) for _ in range(3)] == [
         pick(scores, 1.0, None, torch.Generator().manual_seed(7))
     ] * 3
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), temperature=st.sampled_from([0.0, 1.0, 1.5]))
+def test_music_payloads_are_always_valid_for_the_pipeline(seed, temperature):
+    """The real payload schema of `assay synth configs`, decoded from noise: every answer passes
+    the pipeline's own format / schema / palette checks."""
+    from assay.music.schema import payload_json_schema, validity
+
+    result, _ = run(
+        payload_json_schema(),
+        noise_logits(seed),
+        temperature=temperature,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    check = validity(result.text)
+    assert (check["format_valid"], check["schema_valid"], check["palette_valid"]) == (1, 1, 1), check["error"]
