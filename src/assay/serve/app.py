@@ -84,7 +84,7 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
             lm_thread.shutdown(wait=True)
 
     app = FastAPI(title="assay serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.batcher = batcher
+    info = models_info(loaded) | {"limits": limits.model_dump()}  # fixed while the server runs
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -109,7 +109,7 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
 
     @app.get("/api/models")
     async def models() -> dict[str, Any]:
-        return models_info(loaded) | {"limits": limits.model_dump(), "stats": batcher.stats()}
+        return info | {"stats": batcher.stats()}
 
     @app.post("/api/score")
     async def score(request: Request):
