@@ -36,12 +36,16 @@ def add_trainable(optimizer: torch.optim.Optimizer, model: torch.nn.Module, cfg:
     return sum(p.numel() for p in new)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup for `warmup_iters`, cosine decay to `min_lr` at `lr_decay_iters`, then flat."""
-    if step < cfg.warmup_iters:
-        return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
-    end = cfg.lr_decay_iters or cfg.max_iters
+def warmup_cosine(step: int, lr: float, min_lr: float, warmup: int, end: int) -> float:
+    """Linear warmup for `warmup` steps, cosine decay from `lr` to `min_lr` at step `end`, then flat."""
+    if step < warmup:
+        return lr * (step + 1) / (warmup + 1)
     if step >= end:
-        return cfg.min_lr
-    progress = (step - cfg.warmup_iters) / max(1, end - cfg.warmup_iters)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+        return min_lr
+    progress = (step - warmup) / max(1, end - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The trainer's schedule: warmup for `warmup_iters`, cosine to `min_lr` at `lr_decay_iters`."""
+    return warmup_cosine(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.lr_decay_iters or cfg.max_iters)

@@ -34,18 +34,15 @@ import torch
 import torch.nn.functional as F
 
 from assay.errors import AssayError, ConfigError, DataError
+from assay.llm.local import THREADS_ENV
+from assay.train.optim import warmup_cosine
 from assay.train.sft.config import SFTConfig
 from assay.train.sft.data import IGNORE, Example, SFTData, collate, load_examples, target_tokens
-
-THREADS_ENV = "ASSAY_LOCAL_THREADS"
 
 
 def lr_at(step: int, total: int, lr: float, min_lr: float, warmup: int) -> float:
     """Linear warmup over `warmup` steps, then cosine from `lr` to `min_lr` at the last step."""
-    if step < warmup:
-        return lr * (step + 1) / (warmup + 1)
-    progress = (step - warmup) / max(1, total - 1 - warmup)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))) * (lr - min_lr)
+    return warmup_cosine(step, lr, min_lr, warmup, max(total - 1, warmup + 1))  # (a run shorter than its warmup)
 
 
 def assistant_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
