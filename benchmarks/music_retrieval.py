@@ -23,14 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, report  # noqa: E402
 
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = math.fsum(values) / n
-    var = math.fsum((v - mean) ** 2 for v in values) / max(n - 1, 1)
-    return mean, math.sqrt(var / n)
+from assay.stats import mean_se  # noqa: E402
 
 
 def main() -> None:
@@ -46,8 +39,8 @@ def main() -> None:
     from rich.table import Table
 
     from assay.music.retrieval import RetrievalMap, random_payload
-    from assay.pipelines.runner import read_jsonl
-    from assay.scorers.audio import AudioScorer
+    from assay.io import read_jsonl
+    from assay.synth.scorers.audio import AudioScorer
 
     rows = [r for r in read_jsonl(args.scored_dir / "TEST.jsonl") if isinstance(r.get("vibe_original"), str)]
     rows.sort(key=lambda r: r["row_id"])  # output files are in completion order; random draws follow this order

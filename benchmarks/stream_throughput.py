@@ -26,6 +26,8 @@ import torch
 from assay.config import load_config
 from assay.data.produce import produce_stream
 from assay.data.stream import SHARD_RE, list_shards
+from assay.judges.synthetic import SyntheticProvider
+from assay.judges.tasks import TASKS as JUDGE_TASKS
 from assay.train.config import TrainingConfig
 from assay.train.metrics import read_metrics
 from assay.train.trainer import train
@@ -85,7 +87,7 @@ def main() -> None:
             stream = work / f"stream{workers}"
             cfg = judge_config(work, lm, stream, "unused", ["stream.max_backlog=none"])
             started = time.perf_counter()
-            produce_stream(cfg, stream, workers=workers, shards=n_shards, show=False)
+            produce_stream(cfg, stream, workers=workers, shards=n_shards, show=False, provider_class=SyntheticProvider)
             total = time.perf_counter() - started
             rows[f"produce_{workers}w"] = {
                 "shards": n_shards,
@@ -97,7 +99,7 @@ def main() -> None:
         cfg = judge_config(
             work, lm, work / "stream2", "consume", [f"train.max_iters={iters}", f"train.eval_interval={iters}"]
         )
-        result = train(cfg)
+        result = train(cfg, tasks=JUDGE_TASKS)
         logs = [r for r in read_metrics(work / "consume/metrics.jsonl") if "tokens_per_s" in r]
         samples_per_s = sum(r["tokens_per_s"] for r in logs) / len(logs) / cfg.data.block_size
         rows["consume"] = {
@@ -121,7 +123,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:  # the trainer waits for the producer to write meta.json and the validation shards
-            result = train(cfg)
+            result = train(cfg, tasks=JUDGE_TASKS)
         finally:
             producer.terminate()
             producer.wait()

@@ -102,11 +102,12 @@ def tiny_stream(tmp_path_factory, tiny_lm) -> Path:
     """A finite synthetic stream (8 train + 2 val shards of 16 samples) filled in by `tiny_lm`."""
     from assay.config import validate
     from assay.data.produce import produce_stream
+    from assay.judges.synthetic import SyntheticProvider
     from assay.train.config import TrainingConfig
 
     folder = tmp_path_factory.mktemp("stream") / "s"
     cfg = validate(TrainingConfig, stream_tree(folder.parent / "unused", folder, tiny_lm))
-    produce_stream(cfg, folder, workers=1, shards=8, show=False)
+    produce_stream(cfg, folder, workers=1, shards=8, show=False, provider_class=SyntheticProvider)
     return folder
 
 
@@ -114,11 +115,12 @@ def tiny_stream(tmp_path_factory, tiny_lm) -> Path:
 def judges(tmp_path_factory, tiny_lm, tiny_stream) -> Path:
     """A folder with a sequence scorer and a token classifier trained from the tiny stream."""
     from assay.config import validate
+    from assay.judges.tasks import TASKS
     from assay.train.config import TrainingConfig
     from assay.train.trainer import train
 
     root = tmp_path_factory.mktemp("judges")
     for name, mode in (("scorer", "sequence_scorer"), ("inspector", "token_classifier")):
         tree = stream_tree(root / name, tiny_stream, tiny_lm, model={"mode": mode}, train={"max_iters": 8})
-        train(validate(TrainingConfig, tree))
+        train(validate(TrainingConfig, tree), tasks=TASKS)
     return root

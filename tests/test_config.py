@@ -121,13 +121,13 @@ def test_missing_and_malformed_files(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path):
     if path.name.startswith("connectives_"):  # experiment configs: several runs in one file
-        from assay.pipelines.connectives import ConnectivesExperimentConfig
+        from assay.experiments.connectives.experiment import ConnectivesExperimentConfig
 
         cfg = load_config(ConnectivesExperimentConfig, path)
         assert cfg.experiment.out_dir.startswith("runs/")
         return
     if path.name.startswith("synth_"):  # the synthetic-data pipeline (all its steps)
-        from assay.pipelines.synth.config import SynthConfig
+        from assay.synth.config import SynthConfig
 
         cfg = load_config(SynthConfig, path)
         assert cfg.llm.model and cfg.score.scorers

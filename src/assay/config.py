@@ -114,12 +114,19 @@ def load_config(
     base: dict[str, Any] | None = None,
 ) -> T:
     """Build a validated config: `base` dict, then the TOML file, then the overrides."""
+    return validate(cls, build_tree(path, overrides, base))
+
+
+def build_tree(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The raw config tree `load_config` validates (for a caller that picks the class from it)."""
     tree: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
     if path is not None:
         _deep_merge(tree, read_toml(path))
     for assignment in overrides:
         apply_override(tree, assignment)
-    return validate(cls, tree)
+    return tree
 
 
 def validate(cls: type[T], tree: dict[str, Any]) -> T:
@@ -130,7 +137,7 @@ def validate(cls: type[T], tree: dict[str, Any]) -> T:
 
 
 def describe_errors(exc: ValidationError, cls: type[BaseModel]) -> str:
-    """All validation problems on one line, unknown keys with a 'did you mean' hint."""
+    """All validation problems of a config on one line, unknown keys with a 'did you mean' hint."""
     messages = []
     for err in exc.errors():
         loc, owner = _walk(cls, list(err["loc"]))
@@ -141,8 +148,40 @@ def describe_errors(exc: ValidationError, cls: type[BaseModel]) -> str:
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(names)})"
             messages.append(f"{where}: unknown key{hint}")
         else:
-            messages.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+            messages.append(f"{where}: {error_message(err)}")
     return "; ".join(dict.fromkeys(messages))
+
+
+def validation_message(exc: ValidationError, prefix: str = "", root: str = "(top level)", limit: int | None = None) -> str:
+    """A pydantic ValidationError as one line, `path: message; path: message` (the paths under
+    `prefix`, `root` for the top level), at most `limit` problems, then how many more there were."""
+    lines = list(dict.fromkeys(f"{error_path(err, prefix, root)}: {error_message(err)}" for err in exc.errors()))
+    shown = lines if limit is None else lines[:limit]
+    more = len(lines) - len(shown)
+    return "; ".join(shown) + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+
+
+def error_path(err: dict[str, Any], prefix: str = "", root: str = "(top level)") -> str:
+    loc = [str(p) for p in err["loc"]]
+    return ".".join([prefix, *loc] if prefix else loc) or root
+
+
+def error_message(err: dict[str, Any]) -> str:
+    """One pydantic error (an item of `ValidationError.errors()`) in plain words, without its path."""
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "literal_error" and "expected" in ctx:
+        options = ctx["expected"].replace("'", "").replace(" or ", ", ")
+        return f"{value!r} is not one of {options}"
+    if kind == "string_pattern_mismatch" and "pattern" in ctx:
+        return f"{value!r} does not match the pattern {ctx['pattern']}"
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    message = err["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
 
 
 def _walk(cls: type[BaseModel], loc: list[Any]) -> tuple[list[str], Any]:

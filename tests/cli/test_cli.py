@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from assay.config import validate
+from assay.judges.tasks import TASKS as JUDGE_TASKS
 from assay.train.config import TrainingConfig
 from assay.train.trainer import train
 from tests.conftest import ROOT, assay_cmd, tiny_tree, write_toml
@@ -111,7 +112,7 @@ def test_eval_of_a_judge_and_report(tmp_path, tiny_lm, tiny_stream):
     from tests.conftest import stream_tree
 
     tree = stream_tree(tmp_path / "scorer", tiny_stream, tiny_lm, train={"max_iters": 4, "eval_interval": 4})
-    train(validate(TrainingConfig, tree))
+    train(validate(TrainingConfig, tree), tasks=JUDGE_TASKS)
     out = json.loads(assay("eval", tmp_path / "scorer", "--json").stdout)
     assert out["objective"] == "sequence_scoring" and out["val_samples"] == 32
     assert {"val_pearson", "val_mae", "baseline_pearson"} <= set(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 
-from assay.data.qa import stream_qa
+from assay.correct.qa import stream_qa
 from assay.llm.testserver import Reply
 
 # question index -> (expected label, answer keys per turn: "R", "W" (ref + 1) or "W2" (ref + 2))
@@ -27,7 +27,7 @@ IDS = [item.id for item in ITEMS]
 
 def sample_lines() -> list[str]:
     """The first six lines of the shipped GSM8K test file (write them to a file named test.jsonl)."""
-    from assay.data.qa import sample_path
+    from assay.correct.qa import sample_path
 
     with sample_path("gsm8k").open(encoding="utf-8") as f:
         return [next(f) for _ in PATTERNS]
@@ -62,7 +62,7 @@ HEDGED_PATTERNS = [["W", "R", "R"], ["R", "R", "R"], ["W", "W", "W"], ["R", "W",
 
 def hedged_lines() -> list[str]:
     """The first 40 lines of the shipped GSM8K test file (write them to a file named test.jsonl)."""
-    from assay.data.qa import sample_path
+    from assay.correct.qa import sample_path
 
     with sample_path("gsm8k").open(encoding="utf-8") as f:
         return [next(f) for _ in range(N_HEDGED)]

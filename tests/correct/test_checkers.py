@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from assay.data.qa import stream_qa
+from assay.correct.qa import stream_qa
 from assay.errors import AssayError, ConfigError
-from assay.pipelines.correct.checkers import (
+from assay.correct.checkers import (
     BoolQChecker,
     Checker,
     CheckerError,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from assay.llm.testserver import ScriptedServer
-from assay.pipelines.correct.classifier import FailureClassifier, _auc, examples_from_traces, hand_features
-from assay.pipelines.correct.failure_modes import FAILURE_MODES
+from assay.correct.classifier import FailureClassifier, examples_from_traces, hand_features
+from assay.correct.failure_modes import FAILURE_MODES
 from tests.correct.cli import invoke
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 
@@ -37,12 +37,9 @@ def test_examples_have_the_prefix_mode_and_current_correctness():
     assert len(examples_from_traces([t, again])) == 3
 
 
-def test_hand_features_and_auc():
+def test_hand_features():
     f = hand_features([("5", "5"), ("Maybe 6, I think", "6")], cosine_prev=0.5)
     assert f[:5] == [1.0, 1.0, 1.0, 0.0, 2.0] and f[6] == 0.5
-    assert _auc(np.array([0.9, 0.8, 0.1]), np.array([1, 1, 0])) == 1.0
-    assert _auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
-    assert _auc(np.array([0.5]), np.array([1])) is None
 
 
 @pytest.fixture(scope="module")

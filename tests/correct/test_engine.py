@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from assay.llm.testserver import ScriptedServer
-from assay.pipelines.correct.failure_modes import FAILURE_MODES
-from assay.pipelines.correct.policy import STOP, ThompsonPolicy, load_policy
+from assay.correct.failure_modes import FAILURE_MODES
+from assay.correct.policy import STOP, ThompsonPolicy, load_policy
 from tests.correct.cli import invoke
 from tests.correct.correct_server import IDS, PATTERNS, respond, sample_lines
 
@@ -160,7 +160,7 @@ def test_bad_input_is_one_line(server, data, tmp_path, args, message):
 
 
 def test_predict_context_never_needs_the_reference():
-    from assay.pipelines.correct.engine import predict_context
+    from assay.correct.engine import predict_context
 
     assert predict_context("q", [("Answer: 5", "5")], 1) == ("anchored", pytest.approx(0.9))
     mode, conf = predict_context("q", [("5", "5"), ("Maybe 6, I think", "6")], 2)

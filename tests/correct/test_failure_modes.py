@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from assay.errors import AssayError
-from assay.pipelines.correct.failure_modes import (
+from assay.correct.failure_modes import (
     FAILURE_MODES,
     count_flips,
     label_trajectory,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from assay.llm.testserver import ScriptedServer
-from assay.pipelines.correct.policy import ThompsonPolicy
+from assay.correct.policy import ThompsonPolicy
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 
 

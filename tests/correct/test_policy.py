@@ -8,7 +8,7 @@ import random
 import pytest
 
 from assay.errors import AssayError
-from assay.pipelines.correct.policy import (
+from assay.correct.policy import (
     STOP,
     Context,
     Credit,
@@ -25,7 +25,7 @@ from assay.pipelines.correct.policy import (
     reward,
     turn_bin,
 )
-from assay.pipelines.correct.templates import load_templates
+from assay.correct.templates import load_templates
 
 CTX = Context.make("anchored", 0.5, 1)
 ARMS = make_arms(["a", "b", "c"])

@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from assay.data.qa import QAItem, gsm8k_final_answer, sample_path, stream_qa
+from assay.correct.qa import QAItem, gsm8k_final_answer, sample_path, stream_qa
 from assay.errors import ConfigError, DataError
 
-QA_DIR = importlib.resources.files("assay.data") / "qa"
+QA_DIR = importlib.resources.files("assay.correct") / "samples"
 
 
 def test_shipped_files_and_their_sources_are_present():
@@ -96,7 +96,7 @@ def test_hotpotqa_official_json_array_is_streamed(tmp_path, monkeypatch):
     rows = [json.loads(line) for line in sample_path("hotpotqa").read_text(encoding="utf-8").splitlines()]
     official = tmp_path / "hotpot_dev_distractor_v1.json"
     official.write_text(json.dumps(rows, indent=1), encoding="utf-8")
-    monkeypatch.setattr("assay.data.qa._JSON_CHUNK", 997)  # force many partial reads
+    monkeypatch.setattr("assay.correct.qa._JSON_CHUNK", 997)  # force many partial reads
     items = list(stream_qa("hotpotqa", official))
     assert items == list(stream_qa("hotpotqa"))
     official.write_text(json.dumps(rows[:3])[:-300], encoding="utf-8")  # truncated like the fork's copy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assay.errors import ConfigError
-from assay.pipelines.correct.templates import STYLES, Template, load_templates, parse_templates
+from assay.correct.templates import STYLES, Template, load_templates, parse_templates
 
 
 def test_shipped_library_loads_and_is_large_and_varied():

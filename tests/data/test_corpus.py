@@ -66,7 +66,7 @@ def test_user_text_folder_and_jsonl(tmp_path):
     [
         ('{"text": "ok"}\n{not json}\n', "line 2 is not valid JSON"),
         ('{"body": "no text field"}\n', "line 1 has no string field 'text'"),
-        ("[1, 2]\n", "line 1 has no string field"),
+        ("[1, 2]\n", "line 1: a row must be a JSON object"),
     ],
 )
 def test_bad_jsonl(tmp_path, content, match):

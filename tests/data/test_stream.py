@@ -19,7 +19,7 @@ from assay.data.stream import (
 )
 from assay.errors import DataError
 from assay.train.config import TrainingConfig
-from tests.conftest import stream_tree, tiny_tree
+from tests.conftest import tiny_tree
 
 
 def shard(seq: int, n: int = 4, width: int = 8) -> dict[str, torch.Tensor]:
@@ -152,13 +152,6 @@ def test_masked_lm_shards_are_deterministic_and_worker_independent(tmp_path):
     meta = read_meta(tmp_path / "a")
     assert meta["fields"]["idx"] == {"dtype": "int32", "shape": [32]}
     assert meta["train_shards"] == 6 and meta["vocab_size"] == 69 and meta["mode"] == "masked_lm"
-
-
-def test_synthetic_shards_with_two_workers_match_one(tmp_path, tiny_lm, tiny_stream):
-    cfg = validate(TrainingConfig, stream_tree(tmp_path / "unused", tmp_path / "two", tiny_lm))
-    produce_stream(cfg, tmp_path / "two", workers=2, shards=8, show=False)
-    for split in ("train", "val"):
-        assert _bytes(tmp_path / "two", split) == _bytes(tiny_stream, split)
 
 
 def test_produce_refuses_another_config_and_resumes_the_same(tmp_path):

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from assay.generate import generate_causal, generate_diffusion, unmask
-from assay.generate.sampling import draw, probabilities
-from assay.masking.strategies import Vocab
+from assay.sampling import draw, probabilities
+from assay.masking.strategies import MaskVocab
 from assay.model import ModelConfig, Transformer
 
-VOCAB = Vocab(size=69, mask_id=66, special_ids=(65, 66, 67, 68))
+VOCAB = MaskVocab(size=69, mask_id=66, special_ids=(65, 66, 67, 68))
 
 
 def model(**kw):

@@ -13,7 +13,7 @@ from assay.masking import (
     RandomStage,
     SpanStage,
     StickyStage,
-    Vocab,
+    MaskVocab,
     apply_stage,
     mask_bert,
     mask_random,
@@ -30,7 +30,7 @@ def real():
     x = torch.from_numpy(splits.train[: 64 * 128].astype("int64")).view(64, 128)
     x[:, 0] = tok.cls_id
     x[:, -8:] = tok.pad_id
-    return x, Vocab.of(tok)
+    return x, MaskVocab.of(tok)
 
 
 def runs(mask_row: torch.Tensor) -> list[int]:
@@ -125,7 +125,7 @@ def test_span_exact_k_non_overlapping_spans(real, rate, n_spans):
     seed=st.integers(0, 2**31),
 )
 def test_any_shape_keeps_specials_and_exact_counts(kind, rate, batch, length, n_special, seed):
-    vocab = Vocab(size=20, mask_id=17, special_ids=(16, 17, 18, 19))
+    vocab = MaskVocab(size=20, mask_id=17, special_ids=(16, 17, 18, 19))
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 16, (batch, length), generator=g)
     x[:, : min(n_special, length)] = 18

@@ -31,17 +31,15 @@ def test_language_model_shapes_and_tied_head():
     assert loss.item() == 0.0  # nothing to predict: zero, not NaN
 
 
-def test_token_classifier_hard_soft_and_weights():
+def test_token_classifier_loss_and_weights():
     m = make(mode="token_classifier", num_classes=3)
     x = torch.randint(0, 65, (2, 10))
     hard = torch.randint(0, 3, (2, 10))
     hard[0, :3] = -100
     logits, loss = m(x, hard)
     assert logits.shape == (2, 10, 3) and torch.isfinite(loss)
-    soft = torch.nn.functional.one_hot(hard.clamp_min(0), 3).float()
-    soft[0, :3] = 0.0  # ignored rows
-    _, soft_loss = m(x, soft)
-    assert torch.allclose(loss, soft_loss, atol=1e-5)  # one-hot soft targets == hard targets
+    keep = hard != -100
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits[keep], hard[keep]))
     m.class_weights.copy_(torch.tensor([1.0, 5.0, 1.0]))
     _, weighted = m(x, hard)
     flat = logits.reshape(-1, 3)
@@ -132,12 +130,11 @@ def test_lm_learns_real_text():
     assert losses[-1] < 0.75 * losses[0]
 
 
-def test_flops_and_parameter_counts():
+def test_parameter_counts():
     m = make()
     n = m.num_parameters()
     assert n == sum(p.numel() for p in m.parameters())
     assert m.num_parameters(exclude_embedding=True) == n - V * 32
-    assert m.flops_per_token(16) == 6 * n + 12 * 2 * 32 * 16
 
 
 def test_class_weights_from_counts():

@@ -18,7 +18,7 @@ from assay.music.features import (
     measure,
 )
 from assay.music.render import render
-from assay.music.schema import MusicConfigPrompt
+from assay.music.config import MusicConfigPrompt
 
 DATA = Path(__file__).parent / "data"
 SR = 44100

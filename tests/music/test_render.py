@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from assay.errors import AssayError
-from assay.music import synth_primitives as sp
+from assay.music import dsp
 from assay.music.render import read_wav, render, render_layers, write_wav
-from assay.music.schema import MusicConfigPrompt, allowed_values, synth_params
-from assay.music.synth_theory import degree_freq, progression, resolve_harmony_style
+from assay.music.config import MusicConfigPrompt, allowed_values
+from assay.music.params import render_params
+from assay.music.theory import degree_freq, progression, resolve_harmony_style
 
 DATA = Path(__file__).parent / "data"
 SR = 44100
@@ -140,7 +141,7 @@ def test_procedural_engine_overrides_melody(config):
 
 def test_harmony_auto_rules(config):
     def style(**update):
-        return resolve_harmony_style(synth_params(config.model_copy(update={"harmony_style": "auto", **update})))
+        return resolve_harmony_style(render_params(config.model_copy(update={"harmony_style": "auto", **update})))
 
     assert style(rhythm="none", space="large") == "ambient"
     assert style(rhythm="none", space="medium", bass="drone") == "cinematic"
@@ -152,14 +153,14 @@ def test_harmony_auto_rules(config):
 
 
 def test_progression_timing_and_pitch(config):
-    p = synth_params(config.model_copy(update={"tempo": "medium", "chord_change_bars": "slow", "root": "a"}))
+    p = render_params(config.model_copy(update={"tempo": "medium", "chord_change_bars": "slow", "root": "a"}))
     chords = progression(p, 10.0, np.random.default_rng(0))
     bar = 4 * 60 / 110
     assert [c.start_s for c in chords] == pytest.approx([0.0, 2 * bar, 4 * bar])  # one chord every 2 bars
     assert chords[0].degree == 0
     assert degree_freq(p, 0, 4) == pytest.approx(440.0)
     assert degree_freq(p, 7, 3) == pytest.approx(440.0)  # degree 7 is the octave
-    minor = synth_params(config.model_copy(update={"root": "c", "mode": "minor"}))
+    minor = render_params(config.model_copy(update={"root": "c", "mode": "minor"}))
     assert degree_freq(minor, 2, 4) == pytest.approx(261.63 * 2 ** (3 / 12))
 
 
@@ -177,33 +178,33 @@ def test_wav_round_trip(tmp_path, config):
 
 
 def test_adsr_shape_and_minimums():
-    env = sp.adsr(1.0, 0.1, 0.2, 0.5, 0.4, 1000)
+    env = dsp.adsr(1.0, 0.1, 0.2, 0.5, 0.4, 1000)
     assert len(env) == 1400
     assert env[0] == 0.0 and env[100] == pytest.approx(1.0) and env[300] == pytest.approx(0.5)
     assert env[999] == pytest.approx(0.5) and env[-1] == pytest.approx(0.5 / 400, abs=1e-3)
-    short = sp.adsr(0.05, 0.1, 0.2, 0.5, 0.0, 1000)  # released mid-attack, release floored to 10 ms
+    short = dsp.adsr(0.05, 0.1, 0.2, 0.5, 0.0, 1000)  # released mid-attack, release floored to 10 ms
     assert len(short) == 60 and short[49] == pytest.approx(0.49, abs=0.02) and short[-1] < 0.1
-    assert np.argmax(sp.adsr(0.5, 0.0, 0.1, 0.5, 0.1, 10000) >= 1.0) == 50  # 5 ms minimum attack
+    assert np.argmax(dsp.adsr(0.5, 0.0, 0.1, 0.5, 0.1, 10000) >= 1.0) == 50  # 5 ms minimum attack
 
 
 def test_filters_and_oscillators():
-    low, high = sp.sine(100, SR, SR), sp.sine(8000, SR, SR)
+    low, high = dsp.sine(100, SR, SR), dsp.sine(8000, SR, SR)
 
     def rms(x):
         return float(np.sqrt(np.mean(x[SR // 2 :] ** 2)))
 
-    assert rms(sp.lowpass(low, 1000, SR)) > 0.69 and rms(sp.lowpass(high, 1000, SR)) < 0.02
-    assert rms(sp.highpass(high, 1000, SR)) > 0.69 and rms(sp.highpass(low, 1000, SR)) < 0.01
-    assert np.all(np.isfinite(sp.lowpass(low, 1e9, SR)))  # cutoff clamped below Nyquist
-    for osc in (sp.sine, sp.triangle, sp.saw, sp.saw_oversampled):
+    assert rms(dsp.lowpass(low, 1000, SR)) > 0.69 and rms(dsp.lowpass(high, 1000, SR)) < 0.02
+    assert rms(dsp.highpass(high, 1000, SR)) > 0.69 and rms(dsp.highpass(low, 1000, SR)) < 0.01
+    assert np.all(np.isfinite(dsp.lowpass(low, 1e9, SR)))  # cutoff clamped below Nyquist
+    for osc in (dsp.sine, dsp.triangle, dsp.saw, dsp.saw_oversampled):
         wave = osc(440.0, 4410, SR)
         assert wave.shape == (4410,) and np.max(np.abs(wave)) <= 1.2 and abs(float(np.mean(wave))) < 0.05
 
 
 def test_polyblep_saw_aliases_less_than_naive():
     f, n = 3520.0, SR
-    naive = 2.0 * sp.phase01(f, n, SR) - 1.0
-    waves = {"naive": naive, "blep": sp.saw(f, n, SR)}
+    naive = 2.0 * dsp.phase01(f, n, SR) - 1.0
+    waves = {"naive": naive, "blep": dsp.saw(f, n, SR)}
     spectrum = {name: np.abs(np.fft.rfft(x * np.hanning(n))) for name, x in waves.items()}
     freqs = np.fft.rfftfreq(n, 1 / SR)
     harmonic = np.abs(((freqs / f) + 0.5) % 1.0 - 0.5) * f < 20  # bins near a true harmonic
@@ -214,22 +215,22 @@ def test_polyblep_saw_aliases_less_than_naive():
 def test_effect_taps():
     impulse = np.zeros(10000)
     impulse[0] = 1.0
-    wet = sp.reverb(impulse, room=0.5, size=1.0, sr=10000)
+    wet = dsp.reverb(impulse, room=0.5, size=1.0, sr=10000)
     assert np.flatnonzero(wet).tolist() == [0, 290, 370, 410, 530, 670]
     assert wet[370] == pytest.approx(0.5 * 0.7)
-    echoes = sp.delay(impulse, 0.1, feedback=0.5, wet=0.8, sr=10000)
+    echoes = dsp.delay(impulse, 0.1, feedback=0.5, wet=0.8, sr=10000)
     assert np.flatnonzero(echoes).tolist() == [0, 1000, 2000, 3000, 4000]
     assert echoes[2000] == pytest.approx(0.25 * 0.8)
-    widened = sp.stereo_micro_delay(impulse, 1.0, 10000)
+    widened = dsp.stereo_micro_delay(impulse, 1.0, 10000)
     assert np.flatnonzero(widened).tolist() == [0, 100] and widened[100] == pytest.approx(0.12)
-    assert np.array_equal(sp.stereo_micro_delay(impulse, 0.0, 10000), impulse)
+    assert np.array_equal(dsp.stereo_micro_delay(impulse, 0.0, 10000), impulse)
 
 
 def test_humanize_gain_is_bounded():
     x = np.ones(100000)
-    y = sp.humanize(x, 0.8, np.random.default_rng(0))
+    y = dsp.humanize(x, 0.8, np.random.default_rng(0))
     assert y.min() >= 0.9 and y.max() <= 1.1 and y.std() > 0.05
-    assert np.array_equal(sp.humanize(x, 0.0, np.random.default_rng(0)), x)
+    assert np.array_equal(dsp.humanize(x, 0.0, np.random.default_rng(0)), x)
 
 
 def test_every_literal_is_covered():

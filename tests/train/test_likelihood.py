@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from assay.data.blocks import fixed_blocks
-from assay.masking.strategies import Vocab
+from assay.masking.strategies import MaskVocab
 from assay.model import ModelConfig, Transformer
 from assay.train.likelihood import causal_nll, diffusion_nelbo, to_bits_per_char
 
 V = 69
-VOCAB = Vocab(V, 66, (65, 66, 67, 68))
+VOCAB = MaskVocab(V, 66, (65, 66, 67, 68))
 
 
 def uniform_model(**kw):

@@ -4,23 +4,21 @@ with the flags below, or with `--set key=value` (applied in that order, last win
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from assay.cli.llm_options import (
-    ApiBaseOpt,
-    ApiKeyEnvOpt,
-    CacheOpt,
-    EnvFileOpt,
-    LimitOpt,
-    MaxConcurrencyOpt,
-    MaxQpsOpt,
-    ModelOpt,
-    ResumeOpt,
+from assay.cli.options import (
+    ConfigOpt,
+    with_flags,
+    LLMFlags,
+    ProgressOpt,
     SeedOpt,
-    llm_flags,
+    SetOpt,
+    comma_list,
+    llm_options,
     load_with_flags,
 )
 
@@ -28,20 +26,36 @@ correct_app = typer.Typer(
     no_args_is_help=True, help="Self-correction: answer, reprompt under a learned policy, log traces."
 )
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (CorrectRun).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key, e.g. correct.max_turns=2.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the output afresh.")]
-ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
-DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="gsm8k, hotpotqa, boolq, csv or jsonl.")]
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Question file (default: the shipped sample).")]
-MaxTurnsOpt = Annotated[int | None, typer.Option("--max-turns", min=0, help="Reprompts per question at most (3).")]
-LambdaOpt = Annotated[float | None, typer.Option("--lambda", help="Reward cost per token (0.001).")]
-CheckerOpt = Annotated[str | None, typer.Option("--checker", help="gsm8k, hotpotqa, boolq, exact or file.py:fn.")]
-TemperatureOpt = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0).")]
-ClassifierOpt = Annotated[
-    Path | None, typer.Option("--classifier", help="Trained classifier folder for the policy context.")
-]
+
+
+@dataclass
+class EpisodeFlags:
+    """The options of an answering run that `run` and `compare` share (None: not given)."""
+
+    dataset: Annotated[str | None, typer.Option("--dataset", help="gsm8k, hotpotqa, boolq, csv or jsonl.")] = None
+    data: Annotated[Path | None, typer.Option("--data", help="Question file (default: the shipped sample).")] = None
+    max_turns: Annotated[
+        int | None, typer.Option("--max-turns", min=0, help="Reprompts per question at most (3).")
+    ] = None
+    lam: Annotated[float | None, typer.Option("--lambda", help="Reward cost per token (0.001).")] = None
+    checker: Annotated[
+        str | None, typer.Option("--checker", help="gsm8k, hotpotqa, boolq, exact or file.py:fn.")
+    ] = None
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0).")] = None
+    classifier: Annotated[
+        Path | None, typer.Option("--classifier", help="Trained classifier folder for the policy context.")
+    ] = None
+    seed: SeedOpt = None
+    progress: ProgressOpt = None
+
+    def overrides(self) -> dict[str, object]:
+        return {f"correct.{key}": value for key, value in vars(self).items() if key != "progress"} | {
+            "runner.progress": self.progress
+        }
+
+
+episode_options = with_flags(EpisodeFlags, "episode")
 
 
 @correct_app.callback()
@@ -49,62 +63,28 @@ def _group() -> None:
     """Self-correction: answer, reprompt under a learned policy, log traces (docs/correct.md)."""
 
 
-def _correct_flags(dataset, data, max_turns, lam, checker, temperature, classifier, seed) -> dict[str, object]:
-    return {
-        "correct.dataset": dataset,
-        "correct.data": data,
-        "correct.max_turns": max_turns,
-        "correct.lam": lam,
-        "correct.checker": checker,
-        "correct.temperature": temperature,
-        "correct.classifier": classifier,
-        "correct.seed": seed,
-    }
-
-
 @correct_app.command("run")
+@llm_options
+@episode_options
 def run_cmd(
     out: OutOpt,
-    dataset: DatasetOpt = None,
-    data: DataOpt = None,
+    llm: LLMFlags,
+    episode: EpisodeFlags,
     policy: Annotated[str | None, typer.Option("--policy", help="thompson, epsilon, none, fixed or random.")] = None,
     template: Annotated[str | None, typer.Option("--template", help="Template id for --policy fixed.")] = None,
-    max_turns: MaxTurnsOpt = None,
     policy_state: Annotated[
         Path | None, typer.Option("--policy-state", help="Policy JSON, reloaded if present (default OUT/policy.json).")
     ] = None,
-    lam: LambdaOpt = None,
-    checker: CheckerOpt = None,
-    temperature: TemperatureOpt = None,
-    classifier: ClassifierOpt = None,
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    env_file: EnvFileOpt = None,
-    max_concurrency: MaxConcurrencyOpt = None,
-    max_qps: MaxQpsOpt = None,
-    cache: CacheOpt = None,
-    limit: LimitOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    seed: SeedOpt = None,
-    progress: ProgressOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Answer each question, reprompt under the policy; write traces.jsonl, summary.json, plots; print the summary."""
-    from assay.pipelines.correct.config import CorrectRun
-    from assay.pipelines.correct.engine import run_correct
-    from assay.pipelines.correct.summary import format_summary
+    from assay.correct.config import CorrectRun
+    from assay.correct.engine import run_correct
+    from assay.correct.summary import format_summary
 
-    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
-    flags |= _correct_flags(dataset, data, max_turns, lam, checker, temperature, classifier, seed)
-    flags |= {
-        "correct.policy": policy,
-        "correct.template": template,
-        "correct.policy_state": policy_state,
-        "runner.progress": progress,
-    }
+    flags = llm.overrides() | episode.overrides()
+    flags |= {"correct.policy": policy, "correct.template": template, "correct.policy_state": policy_state}
     cfg = load_with_flags(CorrectRun, config, set_, flags)
     summary = run_correct(cfg.correct, out, cfg.llm, cfg.runner)
     typer.echo(format_summary(summary))
@@ -112,8 +92,12 @@ def run_cmd(
 
 
 @correct_app.command("compare")
+@llm_options
+@episode_options
 def compare_cmd(
     out: OutOpt,
+    llm: LLMFlags,
+    episode: EpisodeFlags,
     policies: Annotated[
         str | None, typer.Option("--policies", help="Comma list (default never,fixed,random,thompson).")
     ] = None,
@@ -123,40 +107,18 @@ def compare_cmd(
     learned_state: Annotated[
         Path | None, typer.Option("--learned-state", help="Start the learning policies from this saved policy.")
     ] = None,
-    dataset: DatasetOpt = None,
-    data: DataOpt = None,
-    max_turns: MaxTurnsOpt = None,
-    lam: LambdaOpt = None,
-    checker: CheckerOpt = None,
-    temperature: TemperatureOpt = None,
-    classifier: ClassifierOpt = None,
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    env_file: EnvFileOpt = None,
-    max_concurrency: MaxConcurrencyOpt = None,
-    max_qps: MaxQpsOpt = None,
-    cache: CacheOpt = None,
-    limit: LimitOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    seed: SeedOpt = None,
-    progress: ProgressOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Run fixed and learned policies on the same questions (OUT/<policy>/) and print the comparison table."""
-    from assay.pipelines.correct.compare import format_compare, run_compare
-    from assay.pipelines.correct.config import CorrectRun
+    from assay.correct.compare import format_compare, run_compare
+    from assay.correct.config import CorrectRun
 
-    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
-    flags |= _correct_flags(dataset, data, max_turns, lam, checker, temperature, classifier, seed)
-    names = [p.strip() for p in policies.split(",") if p.strip()] if policies is not None else None
+    flags = llm.overrides() | episode.overrides()
     flags |= {
-        "compare.policies": names,
+        "compare.policies": comma_list(policies),
         "compare.fixed_template": fixed_template,
         "compare.learned_state": learned_state,
-        "runner.progress": progress,
     }
     cfg = load_with_flags(CorrectRun, config, set_, flags)
     rows = run_compare(cfg, out)
@@ -174,8 +136,8 @@ def train_classifier_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Train the failure-mode + confidence classifier on traces; print held-out metrics vs majority baselines."""
-    from assay.pipelines.correct.classifier import format_metrics, train_classifier
-    from assay.pipelines.correct.config import CorrectRun
+    from assay.correct.classifier import format_metrics, train_classifier
+    from assay.correct.config import CorrectRun
 
     cfg = load_with_flags(CorrectRun, config, set_, {"classifier.epochs": epochs, "classifier.seed": seed})
     metrics = train_classifier(traces, out, cfg.classifier)

@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.main import ConfigOpt, SetOpt, app
+from assay.cli.options import ConfigOpt, SetOpt, load_with_flags
 
 
-@app.command("serve")
-def serve_command(
+def serve(
     judge: Annotated[Path | None, typer.Option("--judge", help="A judge run, or a folder of judge runs.")] = None,
     lm: Annotated[Path | None, typer.Option("--lm", help="A language-model run for /api/generate.")] = None,
     host: Annotated[
@@ -24,9 +23,8 @@ def serve_command(
 ) -> None:
     """Serve a page and a JSON API that score texts with a judge (sequence score, per-token
     probabilities) and, with --lm, show diffusion generation step by step."""
-    from assay.cli.llm_options import load_with_flags
     from assay.serve.config import ServeConfig
-    from assay.serve.server import serve
+    from assay.serve.server import serve as run_server
 
     flags = {"server.judge": judge, "server.lm": lm, "server.host": host, "server.port": port}
-    serve(load_with_flags(ServeConfig, config, set_, flags), log=typer.echo)
+    run_server(load_with_flags(ServeConfig, config, set_, flags), log=typer.echo)

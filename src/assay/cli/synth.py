@@ -1,6 +1,6 @@
-"""`assay synth ...`: the synthetic-data pipeline (docs/synth.md). Every option lives in the
-`SynthConfig` tree: set it in a TOML file (`-c`), with the flags below, or with `--set key=value`
-(applied in that order, last wins)."""
+"""`assay synth ...`: the synthetic-data pipeline (docs/synth.md), its benchmark and the local model's
+fine-tuning (docs/sft.md). Every option of a step lives in the `SynthConfig` tree: set it in a TOML
+file (`-c`), with the flags below, or with `--set key=value` (applied in that order, last wins)."""
 
 from __future__ import annotations
 
@@ -10,43 +10,37 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.llm_options import (
-    ApiBaseOpt,
-    ApiKeyEnvOpt,
-    CacheOpt,
-    EnvFileOpt,
-    LimitOpt,
-    MaxConcurrencyOpt,
-    MaxQpsOpt,
-    ModelOpt,
-    ResumeOpt,
+from assay.cli.options import (
+    ConfigOpt,
+    EndpointFlags,
+    InputDirOpt,
+    LLMFlags,
+    OutputDirOpt,
     SeedOpt,
-    llm_flags,
+    SetOpt,
+    comma_list,
+    echo_json,
+    endpoint_options,
+    llm_options,
     load_with_flags,
 )
 
 synth_app = typer.Typer(no_args_is_help=True, help="Synthetic data: text -> vibes -> music configs -> scores.")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file (SynthConfig).")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key, e.g. vibes.error_rate=0.2.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the output afresh.")]
-InDirOpt = Annotated[Path, typer.Option("--input-dir", help="Folder with the previous step's JSONL files.")]
-OutDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder for this step's JSONL files.")]
-
 
 def _load(config, sets, flags: dict[str, object]):
-    from assay.pipelines.synth.config import SynthConfig
+    from assay.synth.config import SynthConfig
 
     return load_with_flags(SynthConfig, config, sets, flags)
 
 
 def _echo_summary(summary: dict, out_dir: Path) -> None:
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    echo_json(summary)
     typer.echo(f"output in {out_dir}")
 
 
 @synth_app.command("ingest")
-def ingest_cmd(
+def ingest(
     out: Annotated[Path, typer.Option("--out", help="Output folder for <dataset>.jsonl files.")],
     source: Annotated[
         list[str] | None, typer.Option("--source", help="shakespeare, kjv, folder:PATH, jsonl:PATH[:FIELD] (repeat).")
@@ -57,96 +51,214 @@ def ingest_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Build the pipeline's input JSONL (dataset, id_in_dataset, text, metadata, created) from local texts."""
-    from assay.pipelines.synth.ingest import ingest
+    from assay.synth.ingest import ingest as run_ingest
 
     cfg = _load(config, set_, {"ingest.sources": source, "ingest.per_source": per_source, "ingest.seed": seed})
-    counts = ingest(cfg.ingest, out)
+    counts = run_ingest(cfg.ingest, out)
     for dataset, n in counts.items():
         typer.echo(f"{dataset}: {n} texts -> {out / (dataset + '.jsonl')}")
 
 
 @synth_app.command("vibes")
-def vibes_cmd(
-    input_dir: InDirOpt,
-    output_dir: OutDirOpt,
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    env_file: EnvFileOpt = None,
-    max_concurrency: MaxConcurrencyOpt = None,
-    max_qps: MaxQpsOpt = None,
-    cache: CacheOpt = None,
-    limit: LimitOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
+@llm_options
+def vibes(
+    input_dir: InputDirOpt,
+    output_dir: OutputDirOpt,
+    llm: LLMFlags,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Extract vibes (xl/lg/m/sm/xs) per text, add typo noise, dedupe and split (TEST, SFT-Val, GRPO, SFT-Train)."""
-    from assay.pipelines.synth.vibes import extract_vibes
+    from assay.synth.vibes import extract_vibes
 
-    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
-    cfg = _load(config, set_, flags | {"vibes.seed": seed})
+    cfg = _load(config, set_, llm.overrides() | {"vibes.seed": seed})
     _echo_summary(extract_vibes(input_dir, output_dir, cfg.vibes, cfg.llm, cfg.runner), output_dir)
 
 
 @synth_app.command("configs")
-def configs_cmd(
-    input_dir: InDirOpt,
-    output_dir: OutDirOpt,
+@llm_options
+def configs(
+    input_dir: InputDirOpt,
+    output_dir: OutputDirOpt,
+    llm: LLMFlags,
     num_candidates: Annotated[int | None, typer.Option("--num-candidates", help="Best-of-N (default 3).")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0.8).")] = None,
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    env_file: EnvFileOpt = None,
-    max_concurrency: MaxConcurrencyOpt = None,
-    max_qps: MaxQpsOpt = None,
-    cache: CacheOpt = None,
-    limit: LimitOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Generate best-of-N music configs for every vibe row; keep all candidates and their validity."""
-    from assay.pipelines.synth.configs import generate_configs
+    from assay.synth.music_configs import generate_configs
 
-    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
-    flags |= {"configs.seed": seed, "configs.num_candidates": num_candidates, "configs.temperature": temperature}
-    cfg = _load(config, set_, flags)
+    flags = {"configs.seed": seed, "configs.num_candidates": num_candidates, "configs.temperature": temperature}
+    cfg = _load(config, set_, llm.overrides() | flags)
     _echo_summary(generate_configs(input_dir, output_dir, cfg.configs, cfg.llm, cfg.runner), output_dir)
 
 
 @synth_app.command("score")
-def score_cmd(
-    input_dir: InDirOpt,
-    output_dir: OutDirOpt,
+@llm_options
+def score(
+    input_dir: InputDirOpt,
+    output_dir: OutputDirOpt,
+    llm: LLMFlags,
     scorers: Annotated[
         str | None, typer.Option("--scorers", help="Comma list: audio, reward, llm_judge, assay_judge, file.py:fn.")
     ] = None,
     judge_dir: Annotated[Path | None, typer.Option("--judge-dir", help="Judge run for the assay_judge scorer.")] = None,
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    env_file: EnvFileOpt = None,
-    max_concurrency: MaxConcurrencyOpt = None,
-    max_qps: MaxQpsOpt = None,
-    cache: CacheOpt = None,
-    limit: LimitOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Score all valid candidates (first scorer primary), re-select the best, store candidate_scores."""
-    from assay.pipelines.synth.score import score_configs
+    from assay.synth.score import score_configs
 
     del seed  # the built-in scorers are deterministic; kept for the common command contract
-    flags = llm_flags(model, api_base, api_key_env, env_file, max_concurrency, max_qps, cache, limit, resume, overwrite)
-    names = [s.strip() for s in scorers.split(",") if s.strip()] if scorers is not None else None
-    cfg = _load(config, set_, flags | {"score.scorers": names, "score.judge_dir": judge_dir})
+    cfg = _load(config, set_, llm.overrides() | {"score.scorers": comma_list(scorers), "score.judge_dir": judge_dir})
     _echo_summary(score_configs(input_dir, output_dir, cfg.score, cfg.llm, cfg.runner), output_dir)
+
+
+SpecsOpt = list[str] | None
+
+
+@synth_app.command("benchmark")
+@endpoint_options
+def benchmark(
+    endpoint: EndpointFlags,
+    input_: Annotated[
+        Path | None, typer.Option("--input", help="JSONL of vibe rows, e.g. runs/s/scored/TEST.jsonl.")
+    ] = None,
+    model: Annotated[
+        SpecsOpt,
+        typer.Option(
+            "--model",
+            metavar="MODEL[:LABEL]",
+            help="An LLM (local/smollm2, local/PATH, openai/NAME, any LiteLLM string), constrained decoding on "
+            "unless --unconstrained. Repeat.",
+        ),
+    ] = None,
+    free_model: Annotated[
+        SpecsOpt,
+        typer.Option(
+            "--free-model", metavar="MODEL[:LABEL]", help="An LLM sampled without constrained decoding. Repeat."
+        ),
+    ] = None,
+    dataset_field: Annotated[
+        SpecsOpt,
+        typer.Option(
+            "--dataset-field", metavar="FIELD[:LABEL]", help="Configs in a column of the input, e.g. config_payload."
+        ),
+    ] = None,
+    retrieval: Annotated[
+        SpecsOpt,
+        typer.Option("--retrieval", metavar="MAP_DIR[:LABEL]", help="Nearest-vibe configs of an `assay music map`."),
+    ] = None,
+    random_: Annotated[bool, typer.Option("--random", help="Add uniformly random valid configs (the floor).")] = False,
+    unconstrained: Annotated[
+        bool, typer.Option("--unconstrained", help="--model sources without constrained decoding (llm.guided=false).")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use the first N rows (by row_id).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for benchmark.json, benchmark_rows.jsonl.")] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Seconds rendered per config (score.audio_duration, 8).")
+    ] = None,
+    seed: SeedOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """One config per input row from each source; validity, audio score, reward, speed and success per source."""
+    from rich.console import Console
+
+    from assay.synth.benchmark import SynthBenchmarkConfig, results_table, run_benchmark
+
+    flags = endpoint.overrides() | {
+        "benchmark.input": input_,
+        "benchmark.models": model,
+        "benchmark.free_models": free_model,
+        "benchmark.dataset_fields": dataset_field,
+        "benchmark.retrieval": retrieval,
+        "benchmark.random": random_ or None,
+        "benchmark.limit": limit,
+        "benchmark.out": out,
+        "llm.guided": False if unconstrained else None,
+        "configs.seed": seed,
+        "score.audio_duration": duration,
+    }
+    cfg = load_with_flags(SynthBenchmarkConfig, config, set_, flags)
+    result = run_benchmark(cfg)
+    Console(width=140).print(results_table(result))
+    typer.echo(f"wrote {cfg.benchmark.out / 'benchmark.json'} and benchmark_rows.jsonl")
+
+
+BaseOpt = Annotated[
+    str | None, typer.Option("--base", help="Base model: local/smollm2 (default) or local/PATH (an HF directory).")
+]
+
+
+@synth_app.command("train-sft")
+def train_sft(
+    data: Annotated[Path | None, typer.Option("--data", help="SFT-Train.jsonl (rows with a config_payload).")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="SFT-Val.jsonl for the validation loss.")] = None,
+    base: BaseOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (run.out_dir).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fine-tune the base model with LoRA on assistant tokens (vibe -> payload JSON)."""
+    from assay.config import load_config
+    from assay.errors import ConfigError
+    from assay.synth.sft.config import SFTConfig
+    from assay.synth.sft.loop import train_sft as run_sft
+
+    flags = {
+        "data.train": str(data) if data else None,
+        "data.val": str(val) if val else None,
+        "model.base": base,
+        "run.out_dir": str(out) if out else None,
+    }
+    if resume:
+        if out is None:
+            raise ConfigError("--resume needs --out: the run folder to continue")
+        saved = out / "config.json"
+        if not saved.is_file():
+            raise ConfigError(f"nothing to resume: {saved} not found")
+        try:
+            tree = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            raise ConfigError(f"{saved} is not readable JSON") from None
+        overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+        cfg = load_config(SFTConfig, config, overrides + list(set_ or []), base=tree)
+    else:
+        cfg = load_with_flags(SFTConfig, config, set_, flags)
+    echo_json(run_sft(cfg, resume=resume))
+    typer.echo(f"adapter in {Path(cfg.run.out_dir) / 'adapter'}; merge it with: assay synth export-sft")
+
+
+@synth_app.command("export-sft")
+def export_sft(
+    adapter: Annotated[Path, typer.Argument(help="An adapter directory, or a train-sft run folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the merged HF model (model.safetensors, tokenizer).")],
+    base: BaseOpt = None,
+) -> None:
+    """Merge a LoRA adapter into its base model: a standalone directory `--model local/PATH` loads."""
+    from assay.synth.sft.lora import export
+
+    result = export(adapter, out, base)
+    typer.echo(f"merged {result['adapter']} into {result['merged']} (use it as local/{result['merged']})")
+
+
+@synth_app.command("train-grpo")
+def train_grpo(
+    data: Annotated[Path, typer.Option("--data", help="GRPO.jsonl (rows with a vibe).")],
+    base: Annotated[str, typer.Option("--base", help="The SFT policy: local/MERGED_DIR (from export-sft).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: metrics.jsonl and the GRPO adapter.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """A few GRPO steps on the seed's reward (mechanics; docs/sft.md says what a real run needs)."""
+    from assay.synth.sft.grpo import GRPOConfig
+    from assay.synth.sft.grpo import train_grpo as run_grpo
+
+    cfg = load_with_flags(GRPOConfig, config, set_, {"data": str(data), "base": base, "out_dir": str(out)})
+    echo_json(run_grpo(cfg))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import DataError
+from assay.io import jsonl_rows, read_text_file
 
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
@@ -74,56 +75,10 @@ def load_corpus(spec: str, text_field: str = "text") -> Corpus:
     return Corpus(path.name, tuple(docs))
 
 
-def read_text_file(path: str | Path) -> str:
-    """A user's text file, or a one-line DataError (missing, binary, not UTF-8)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    if b"\0" in data:
-        raise DataError(f"{path} is not text (it contains NUL bytes)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for every non-blank line of a UTF-8 JSONL file, streamed; a bad
-    line is a one-line DataError naming the file and the line. The one JSONL reader of assay."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    with path.open(encoding="utf-8") as f:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(f, start=1):  # noqa: B007 (used in the except)
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path} line {lineno} is not valid JSON ({exc.msg})") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path} is not UTF-8 text ({exc.reason} near line {lineno + 1})") from None
-
-
-def read_jsonl(path: str | Path, field: str) -> list[tuple[int, dict]]:
-    """(line number, row) for every non-blank line; each row must hold a string `field`."""
-    rows = []
-    for lineno, row in iter_jsonl(path):
-        if not isinstance(row, dict) or not isinstance(row.get(field), str):
-            keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-            raise DataError(f"{path} line {lineno} has no string field {field!r} (found: {keys})")
-        rows.append((lineno, row))
-    return rows
-
-
 def _read_jsonl(path: Path, text_field: str) -> list[Document]:
     return [
         Document(str(row["id"]) if "id" in row else f"{path.stem}:{lineno}", row[text_field])
-        for lineno, row in read_jsonl(path, text_field)
+        for lineno, row in jsonl_rows(path, text_field)
     ]
 
 

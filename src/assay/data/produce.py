@@ -6,6 +6,10 @@ training shards whose index is w mod W. Each worker uses one torch thread, so sh
 byte-identical whatever the number of workers. A finite run (`--shards N`) ends when all N exist;
 without it the producers keep the backlog full until interrupted. Re-running on the same folder
 with the same config continues where it stands; a different config is refused.
+
+What a shard holds comes from a provider class whose `kind` is the config's `stream.provider`: the
+core's masked-LM shards (`providers.MaskedLMProvider`, the default) or a feature's (the judges'
+`SyntheticProvider`). Worker processes receive the class by name and `build` their own.
 """
 
 from __future__ import annotations
@@ -21,10 +25,9 @@ from typing import Any
 import torch
 
 from assay.config import to_dict, validate
-from assay.data.providers import MaskedLMProvider, SyntheticProvider
+from assay.data.providers import MaskedLMProvider
 from assay.data.stream import list_shards, produce, read_meta, schema_of, write_meta, write_shard
 from assay.data.tokenizer import load_tokenizer
-from assay.data.tokens import prepare_tokens
 from assay.errors import AssayError, ConfigError, DataError
 from assay.progress import console, make_progress
 
@@ -40,35 +43,23 @@ def _fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_provider(cfg, tokenizer=None):
-    """(provider, tokenizer, extra meta) for a config; the LM of a synthetic stream is loaded here."""
-    if cfg.stream.provider == "synthetic":
-        from assay.train.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(cfg.stream.lm)
-        if ckpt.config.objective != "diffusion":
-            raise ConfigError(f"stream.lm must be a masked-diffusion LM; {ckpt.directory} is {ckpt.config.objective}")
-        if cfg.data.block_size > ckpt.config.data.block_size:
-            raise ConfigError(
-                f"data.block_size ({cfg.data.block_size}) exceeds the LM's block size ({ckpt.config.data.block_size})"
-            )
-        splits = prepare_tokens(cfg.data, ckpt.tokenizer)
-        provider = SyntheticProvider(
-            splits, cfg.masking, cfg.data.block_size, cfg.stream, cfg.run.seed, ckpt.build_model()
-        )
-        extra = {"lm": str(ckpt.directory.resolve()), "num_classes": 3 if cfg.stream.random_frac > 0 else 2}
-        return provider, splits.tokenizer, extra
-    splits = prepare_tokens(cfg.data, tokenizer)
-    provider = MaskedLMProvider(splits, cfg.masking, cfg.data.block_size, cfg.stream.shard_size, cfg.run.seed)
-    return provider, splits.tokenizer, {}
-
-
 def produce_stream(
-    cfg, out: str | Path, workers: int = 1, shards: int | None = None, show: bool = True, should_stop=lambda: False
+    cfg,
+    out: str | Path,
+    workers: int = 1,
+    shards: int | None = None,
+    show: bool = True,
+    should_stop=lambda: False,
+    provider_class=MaskedLMProvider,
 ) -> dict:
-    """Make (or continue) the stream in `out`; returns a summary. `should_stop` ends an endless
-    single-worker stream from another thread (the CLI stops with Ctrl-C instead)."""
+    """Make (or continue) the stream in `out` with `provider_class` (the one of `stream.provider`);
+    returns a summary. `should_stop` ends an endless single-worker stream from another thread (the
+    CLI stops with Ctrl-C instead)."""
     out = Path(out)
+    if provider_class.kind != cfg.stream.provider:
+        raise ConfigError(
+            f"stream.provider is {cfg.stream.provider!r} but the provider given makes {provider_class.kind!r} shards"
+        )
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     if shards is not None and shards < 1:
@@ -82,7 +73,7 @@ def produce_stream(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # every worker computes with one thread: identical shards for any W
     try:
-        provider, tokenizer, extra = build_provider(cfg)
+        provider, tokenizer, extra = provider_class.build(cfg)
         if not (out / "tokenizer").exists():
             tokenizer.save(out / "tokenizer")
         val = list_shards(out / "val")
@@ -115,7 +106,7 @@ def produce_stream(
         if workers == 1:
             _run_worker(provider, out, 0, 1, shards, cfg.stream, show, should_stop)
         else:
-            _run_pool(cfg, out, workers, shards, show)
+            _run_pool(cfg, out, workers, shards, show, provider_class)
     finally:
         torch.set_num_threads(threads)
     n_train = len(list_shards(out / "train"))
@@ -150,22 +141,26 @@ def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, s
         )
 
 
-def _worker_main(cfg_tree: dict[str, Any], out: str, w: int, workers: int, shards) -> None:
+def _worker_main(
+    config_class, cfg_tree: dict[str, Any], out: str, w: int, workers: int, shards, provider_class
+) -> None:
     import signal
-
-    from assay.train.config import TrainingConfig
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     torch.set_num_threads(1)
-    cfg = validate(TrainingConfig, cfg_tree)
-    provider, _, _ = build_provider(cfg, load_tokenizer(Path(out) / "tokenizer"))
+    cfg = validate(config_class, cfg_tree)
+    provider, _, _ = provider_class.build(cfg, load_tokenizer(Path(out) / "tokenizer"))
     _run_worker(provider, Path(out), w, workers, shards, cfg.stream, show=False)
 
 
-def _run_pool(cfg, out: Path, workers: int, shards, show: bool) -> None:
+def _run_pool(cfg, out: Path, workers: int, shards, show: bool, provider_class) -> None:
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker_main, args=(to_dict(cfg), str(out), w, workers, shards), daemon=True)
+        ctx.Process(
+            target=_worker_main,
+            args=(type(cfg), to_dict(cfg), str(out), w, workers, shards, provider_class),
+            daemon=True,
+        )
         for w in range(workers)
     ]
     for p in procs:

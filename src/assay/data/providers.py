@@ -1,5 +1,10 @@
 """Shard providers: shard (split, seq) -> a dict of tensors, a pure function of the seed.
 
+`MaskedLMProvider` makes the masked-LM shards of the core (`stream.provider = "masked_lm"`); the
+judges' synthetic shards come from `assay.judges.synthetic.SyntheticProvider`, a subclass. A provider
+class names its `stream.provider` (`kind`) and builds itself from a training config (`build`):
+`assay.data.produce.produce_stream` takes the class.
+
 Every shard draws its blocks, stages, masks and samples from `generator(seed, "shard", split,
 seq)`, so it is reproducible and independent of which worker makes it. Validation shards take
 consecutive fixed blocks of the validation split; training shards draw blocks at random from
@@ -7,12 +12,6 @@ the training split. A shard's samples are spread evenly over the masking stages.
 
 masked_lm   idx (n, T) int32 inputs with masks, targets (n, T) int32 (-100 where not masked),
             stage (n,)
-synthetic   idx (n, T) int32: [CLS] + real text whose masked tokens a masked-diffusion LM filled in;
-            token_labels (n, T) int32: 0 original, 1 replaced by the LM, 2 randomly corrupted
-            (with stream.random_frac > 0), -100 at [CLS]; a masked position the LM filled with
-            the original token is labelled 0. score (n,) float32: the realised fraction of
-            replaced tokens (labels > 0) of the sample; rate (n,): the intended masking ratio;
-            masked (n, T) uint8: where masks were; original (n, T) int32; stage (n,)
 """
 
 from __future__ import annotations
@@ -21,19 +20,19 @@ import numpy as np
 import torch
 
 from assay.data.blocks import fixed_blocks, gather_blocks
-from assay.data.stream_config import StreamConfig
-from assay.data.tokens import TokenSplits
-from assay.generate.diffusion import unmask
-from assay.masking import MaskingConfig, Vocab, apply_stage
+from assay.data.tokens import TokenSplits, prepare_tokens
+from assay.masking import MaskingConfig, MaskVocab, apply_stage
 from assay.model.transformer import IGNORE_INDEX
 from assay.rng import generator
 
 
 class MaskedLMProvider:
+    kind = "masked_lm"
+
     def __init__(self, splits: TokenSplits, masking: MaskingConfig, block_len: int, shard_size: int, seed: int):
         self.splits, self.stages = splits, list(masking.stages)
         self.block_len, self.shard_size, self.seed = block_len, shard_size, seed
-        self.vocab = Vocab.of(splits.tokenizer)
+        self.vocab = MaskVocab.of(splits.tokenizer)
         self._val_starts = fixed_blocks(len(splits.val), block_len)
 
     def blocks(self, split: str, seq: int, gen: torch.Generator) -> torch.Tensor:
@@ -58,58 +57,14 @@ class MaskedLMProvider:
                 inputs[rows], labels[rows], mask[rows], rates[rows] = m.inputs, m.labels, m.mask, m.rates
         return inputs, labels, mask, rates, stage
 
+    @classmethod
+    def build(cls, cfg, tokenizer=None):
+        """(provider, tokenizer, extra meta.json fields) for a training config."""
+        splits = prepare_tokens(cfg.data, tokenizer)
+        return cls(splits, cfg.masking, cfg.data.block_size, cfg.stream.shard_size, cfg.run.seed), splits.tokenizer, {}
+
     def shard(self, split: str, seq: int) -> dict[str, torch.Tensor]:
         gen = generator(self.seed, "shard", split, seq)
         x = self.blocks(split, seq, gen)
         inputs, labels, _, _, stage = self.mask(x, gen)
         return {"idx": inputs.int(), "targets": labels.int(), "stage": stage.int()}
-
-
-class SyntheticProvider(MaskedLMProvider):
-    """Real text, partly rewritten by a masked-diffusion LM: the training data of judges."""
-
-    def __init__(self, splits, masking, block_size: int, cfg: StreamConfig, seed: int, lm):
-        self.cls = cfg.cls
-        super().__init__(splits, masking, block_size - (1 if cfg.cls else 0), cfg.shard_size, seed)
-        self.cfg, self.lm = cfg, lm.eval()
-
-    def shard(self, split: str, seq: int) -> dict[str, torch.Tensor]:
-        gen = generator(self.seed, "shard", split, seq)
-        x = self.blocks(split, seq, gen)  # (n, L) real tokens
-        _, _, mask, rates, stage = self.mask(x, gen)
-        maskable = self.vocab.maskable(x)
-        # Every selected position becomes [MASK] (a BERT stage's random/keep variants are for
-        # LM training, not for rewriting), then the LM fills them in; it never emits specials.
-        filled = unmask(
-            self.lm,
-            x.masked_fill(mask, self.vocab.mask_id),
-            self.vocab,
-            self.cfg.steps,
-            self.cfg.temperature,
-            self.cfg.top_p,
-            gen,
-        )
-        labels = torch.zeros_like(x)
-        labels[mask & (filled != x)] = 1
-        if self.cfg.random_frac > 0:
-            corrupt = (torch.rand(x.shape, generator=gen) < self.cfg.random_frac) & maskable & ~mask
-            noise = self.vocab.random_tokens(x.shape, gen)
-            filled = torch.where(corrupt, noise, filled)
-            labels[corrupt & (noise != x)] = 2
-        score = (labels > 0).sum(1) / maskable.sum(1).clamp_min(1)
-        labels = labels.masked_fill(~maskable, IGNORE_INDEX)
-        original = x
-        if self.cls:
-            cls = torch.full((len(x), 1), self.splits.tokenizer.cls_id, dtype=x.dtype)
-            filled, original = torch.cat([cls, filled], 1), torch.cat([cls, x], 1)
-            labels = torch.cat([torch.full_like(cls, IGNORE_INDEX), labels], 1)
-            mask = torch.cat([torch.zeros_like(cls, dtype=torch.bool), mask], 1)
-        return {
-            "idx": filled.int(),
-            "token_labels": labels.int(),
-            "score": score.float(),
-            "rate": rates.float(),
-            "masked": mask.to(torch.uint8),
-            "original": original.int(),
-            "stage": stage.int(),
-        }

@@ -10,7 +10,7 @@ import torch
 from assay.errors import AssayError
 from assay.generate.autoregressive import generate_causal
 from assay.generate.diffusion import generate_diffusion, unmask
-from assay.masking.strategies import Vocab
+from assay.masking.strategies import MaskVocab
 
 __all__ = ["generate_causal", "generate_diffusion", "generate_text", "unmask"]
 
@@ -50,7 +50,7 @@ def generate_text(
         )
         ids = (prompt_ids + ids) if prompt_ids else ids
     else:
-        vocab = Vocab.of(tok)
+        vocab = MaskVocab.of(tok)
         new = generate_diffusion(
             model,
             vocab,

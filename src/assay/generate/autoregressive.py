@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from assay.generate.sampling import draw, probabilities
+from assay.sampling import draw, probabilities
 
 
 @torch.no_grad()

@@ -14,15 +14,15 @@ from collections.abc import Callable
 
 import torch
 
-from assay.generate.sampling import draw, probabilities
-from assay.masking.strategies import Vocab
+from assay.sampling import draw, probabilities
+from assay.masking.strategies import MaskVocab
 
 
 @torch.no_grad()
 def unmask(
     model,
     x: torch.Tensor,
-    vocab: Vocab,
+    vocab: MaskVocab,
     steps: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
@@ -74,7 +74,7 @@ def _reporter(on_step, window: int, done: list[int], context: int):
 @torch.no_grad()
 def generate_diffusion(
     model,
-    vocab: Vocab,
+    vocab: MaskVocab,
     length: int,
     steps: int,
     block_size: int,

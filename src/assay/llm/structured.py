@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from assay.config import validation_message
+
 from assay.llm.types import ChatResponse
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
@@ -142,11 +144,7 @@ def json_schema_for(validator: Validator) -> dict | None:
 def describe_validation_error(exc: Exception) -> str:
     """One line: 'path: message; path: message' for pydantic errors, else the exception's text."""
     if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors()[:8]:
-            where = ".".join(str(p) for p in err["loc"]) or "(root)"
-            parts.append(f"{where}: {err['msg']}")
-        return "; ".join(parts)
+        return validation_message(exc, root="(root)", limit=8)
     return " ".join(str(exc).split()) or type(exc).__name__
 
 

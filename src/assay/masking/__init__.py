@@ -5,7 +5,7 @@ from assay.masking.curriculum import Curriculum
 from assay.masking.strategies import (
     STRATEGIES,
     Masked,
-    Vocab,
+    MaskVocab,
     apply_stage,
     mask_bert,
     mask_random,
@@ -23,7 +23,7 @@ __all__ = [
     "SpanStage",
     "Stage",
     "StickyStage",
-    "Vocab",
+    "MaskVocab",
     "apply_stage",
     "mask_bert",
     "mask_random",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from assay.config import Section
 
@@ -60,49 +60,7 @@ class SpanStage(_Stage):
     n_spans: int = Field(4, ge=1)
 
 
-class ConnectiveStage(Section):
-    """Targeted masking of logical connectives (docs/connectives.md), over background random masking.
-
-    Every strategy masks `rate` of the maskable tokens in expectation, and all but `random` mask a
-    connective occurrence with probability `p` on average (whole words, never partly): they
-    differ only in *which* connectives are masked. Background random masking of the other tokens
-    fills each sample up to `rate`. Needs a corpus the finder can annotate (`assay.data.connectives`).
-
-    random       no targeting: every token masked with probability `rate` (the baseline)
-    uniform      each occurrence with probability p
-    weighted     per-connective probability proportional to a weight: count^-alpha
-                 (weight_source = frequency: rarer connectives more often) or running_loss^beta
-                 (weight_source = loss: the model's current loss on each connective, re-measured
-                 at every evaluation on fixed training blocks)
-    structural   verse-initial and clause-initial occurrences (after , ; : . ? !) `boost` times
-                 as likely as the others
-    contrastive  uniform, plus an auxiliary head that predicts the connective's class at masked
-                 connective positions, its loss added with `aux_weight`
-    chain        in verses with two or more connectives, all of them masked together with
-                 probability q; the other occurrences at the rate that keeps the mean at p
-    """
-
-    kind: Literal["connectives"] = "connectives"
-    strategy: Literal["random", "uniform", "weighted", "structural", "contrastive", "chain"] = "uniform"
-    rate: float = Field(0.15, gt=0.0, le=1.0)
-    p: float = Field(0.5, ge=0.0, le=1.0)
-    weight_source: Literal["frequency", "loss"] = "frequency"
-    alpha: float = Field(0.5, ge=0.0)
-    beta: float = Field(1.0, ge=0.0)
-    loss_momentum: float = Field(0.5, ge=0.0, lt=1.0)  # EMA of the running per-connective loss
-    boost: float = Field(4.0, ge=1.0)
-    q: float = Field(0.5, ge=0.0, le=1.0)
-    aux_weight: float = Field(0.0, ge=0.0)  # contrastive: weight of the class head's loss
-    inventory: str | None = None  # a connectives TOML; default: the one shipped with assay
-
-    @model_validator(mode="after")
-    def _check(self) -> ConnectiveStage:
-        if self.strategy == "contrastive" and self.aux_weight <= 0:
-            raise ValueError("strategy 'contrastive' needs aux_weight > 0 (the class head's loss weight)")
-        return self
-
-
-Stage = Annotated[BertStage | RandomStage | StickyStage | SpanStage | ConnectiveStage, Field(discriminator="kind")]
+Stage = Annotated[BertStage | RandomStage | StickyStage | SpanStage, Field(discriminator="kind")]
 
 
 class MaskingConfig(Section):
@@ -117,14 +75,3 @@ class MaskingConfig(Section):
     # the batch (a sample with rate t counts ~t*T times). "elbo": each token weighted by
     # 1 / (t * T) of its sample, the masked-diffusion ELBO (MDLM), so every sample counts once.
     loss: Literal["mean", "elbo"] = "mean"
-
-    @model_validator(mode="after")
-    def _check(self) -> MaskingConfig:
-        kinds = {s.kind == "connectives" for s in self.stages}
-        if len(kinds) > 1:
-            raise ValueError("connective stages cannot be mixed with other masking stages in one curriculum")
-        return self
-
-    @property
-    def targets_connectives(self) -> bool:
-        return self.stages[0].kind == "connectives"

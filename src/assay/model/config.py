@@ -38,9 +38,6 @@ class ModelConfig(Section):
     # sequence_scorer
     pooling: Literal["cls", "mean"] = "cls"
     score_loss: Literal["mse", "bce"] = "mse"
-    # language_model: an auxiliary class head (e.g. the connective class at masked connective
-    # positions, docs/connectives.md); 0 = none. Set by the task that needs it.
-    aux_classes: int = Field(0, ge=0)
     # transfer learning
     init_from: str | None = None  # a run/checkpoint: its trunk weights start this model (heads that differ are skipped)
     freeze_transformer: bool = False  # train the head only (until train.unfreeze_at_iter)

@@ -7,19 +7,16 @@ causal attention. The head is chosen by `ModelConfig.mode`:
     token_classifier  logits (B, T, C)
     sequence_scorer   logits (B,) -- the score is sigmoid(logit), in [0, 1]
 
-`forward(idx, targets=None, padding_mask=None)` returns `(logits, loss)`; the loss is None
-without targets. Label conventions (the same everywhere in assay):
+`forward(idx, targets=None, padding_mask=None, weights=None)` returns `(logits, loss)`; the loss
+is None without targets. `trunk` and `head_outputs` are its two halves, for a training task that
+adds a head of its own on the same hidden states (it subclasses the model; see `train.task.Task`). Label conventions (the same everywhere in assay):
 
     language_model    targets (B, T) int64, -100 where there is nothing to predict. With targets
                       the logits are returned only at supervised positions, shape (N, V), in
                       row-major order of `targets != -100` -- a masked LM never pays for the
                       vocabulary projection of the positions it does not predict. Optional
                       `weights` (B, T) make the loss sum(w * ce) / sum(w) (e.g. the ELBO's 1/t).
-                      With `aux_classes`, `aux_targets` (B, T) (-100 ignored) train a class head
-                      on the same hidden states; its mean cross-entropy times `aux_weight` is
-                      added to the loss.
-    token_classifier  targets (B, T) int64 with -100 ignored, or soft targets (B, T, C) float
-                      (rows that sum to 0 are ignored); optional class weights (a buffer).
+    token_classifier  targets (B, T) int64 with -100 ignored; optional class weights (a buffer).
     sequence_scorer   targets (B,) float in [0, 1]; MSE on sigmoid(logit), or BCE.
 """
 
@@ -137,8 +134,6 @@ class Transformer(nn.Module):
         if cfg.mode == "language_model":
             self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
             self.head.weight = self.embed.weight  # tied input/output embeddings
-            if cfg.aux_classes:
-                self.aux_head = nn.Linear(cfg.n_embd, cfg.aux_classes, bias=True)
         elif cfg.mode == "token_classifier":
             self.head = nn.Linear(cfg.n_embd, cfg.num_classes, bias=True)
             # Weights of the classes in the loss; set once from the training distribution.
@@ -177,16 +172,16 @@ class Transformer(nn.Module):
             x = block(x, rot, attn_mask)
         return self.ln_f(x)
 
-    def forward(self, idx, targets=None, padding_mask=None, weights=None, aux_targets=None, aux_weight=1.0):
-        x = self.trunk(idx, padding_mask)  # (B, T, C)
+    def forward(self, idx, targets=None, padding_mask=None, weights=None):
+        return self.head_outputs(self.trunk(idx, padding_mask), targets, padding_mask, weights)
+
+    def head_outputs(self, x, targets=None, padding_mask=None, weights=None):
+        """(logits, loss) of the model's head on hidden states x (B, T, C) from `trunk`."""
         mode = self.cfg.mode
         if mode == "language_model":
             if targets is None:
                 return self.head(x), None
-            logits, loss = self._lm_loss(x, targets, weights)
-            if aux_targets is not None:
-                loss = loss + aux_weight * self.aux_loss(x, aux_targets)
-            return logits, loss
+            return self._lm_loss(x, targets, weights)
         if mode == "token_classifier":
             logits = self.head(x)  # (B, T, C)
             return logits, None if targets is None else self._token_loss(logits, targets)
@@ -205,25 +200,8 @@ class Transformer(nn.Module):
         ce = F.cross_entropy(logits, targets[keep], reduction="none")
         return logits, (w * ce).sum() / w.sum().clamp_min(1e-12)
 
-    def aux_loss(self, x: torch.Tensor, aux_targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the auxiliary class head at the positions aux_targets labels."""
-        if not self.cfg.aux_classes:
-            raise ValueError("aux_targets given but the model has no auxiliary head (model.aux_classes = 0)")
-        keep = aux_targets != IGNORE_INDEX
-        if not keep.any():  # touch the head anyway: DDP expects a gradient for every parameter
-            return x.sum() * 0.0 + self.aux_head.weight.sum() * 0.0
-        return F.cross_entropy(self.aux_head(x[keep]), aux_targets[keep])
-
     def _token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        C = logits.size(-1)
-        flat = logits.reshape(-1, C)
-        if targets.is_floating_point():  # soft targets (B, T, C)
-            soft = targets.reshape(-1, C)
-            keep = soft.sum(-1) > 0
-            if not keep.any():
-                return flat.sum() * 0.0
-            per_row = -(soft[keep] * F.log_softmax(flat[keep].float(), dim=-1) * self.class_weights).sum(-1)
-            return per_row.mean()
+        flat = logits.reshape(-1, logits.size(-1))  # (B*T, C)
         if not (targets != IGNORE_INDEX).any():
             return flat.sum() * 0.0
         return F.cross_entropy(flat, targets.reshape(-1), weight=self.class_weights, ignore_index=IGNORE_INDEX)
@@ -260,18 +238,6 @@ class Transformer(nn.Module):
     def num_parameters(self, exclude_embedding: bool = False) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n - self.embed.weight.numel() if exclude_embedding else n
-
-    def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token (forward + backward): 6N for the weights plus attention scores.
-
-        Counts the full vocabulary projection at every position, as a dense LM pays it.
-        """
-        cfg = self.cfg
-        n_weights = self.num_parameters(exclude_embedding=True)
-        if cfg.mode == "language_model":
-            n_weights += self.embed.weight.numel()  # the tied head is a matmul too
-        attn = 12 * cfg.n_layer * cfg.n_embd * seq_len  # QK^T and AV, forward + backward
-        return 6 * n_weights + attn
 
 
 def class_weights_from_counts(counts: torch.Tensor, smoothing: float = 1.0) -> torch.Tensor:

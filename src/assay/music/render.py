@@ -16,26 +16,28 @@ import numpy as np
 
 from assay.errors import AssayError
 from assay.io import atomic_write
-from assay.music import synth_primitives as sp
-from assay.music.schema import MusicConfigPrompt, SynthParams, load_music_json, synth_params
-from assay.music.synth_layers import Scene, layers_for
-from assay.music.synth_theory import progression
+from assay.music import dsp
+from assay.music.config import MusicConfigPrompt
+from assay.music.params import RenderParams, render_params
+from assay.music.payload import load_music_json
+from assay.music.layers import Scene, layers_for
+from assay.music.theory import progression
 
 SAMPLE_RATE = 44100
 PEAK = 0.85
 
 
-def to_params(config: MusicConfigPrompt | SynthParams | dict[str, Any] | str) -> SynthParams:
-    """Accept a prompt config, a bare-config or payload dict/JSON text, or ready `SynthParams`."""
-    if isinstance(config, SynthParams):
+def to_params(config: MusicConfigPrompt | RenderParams | dict[str, Any] | str) -> RenderParams:
+    """Accept a prompt config, a bare-config or payload dict/JSON text, or ready `RenderParams`."""
+    if isinstance(config, RenderParams):
         return config
     if not isinstance(config, MusicConfigPrompt):
         config, _ = load_music_json(config)
-    return synth_params(config)
+    return render_params(config)
 
 
 def _render(
-    config: MusicConfigPrompt | SynthParams | dict[str, Any] | str, duration: float, seed: int, sample_rate: int
+    config: MusicConfigPrompt | RenderParams | dict[str, Any] | str, duration: float, seed: int, sample_rate: int
 ) -> tuple[Scene, dict[str, np.ndarray]]:
     if not duration > 0 or not np.isfinite(duration):
         raise AssayError(f"duration must be a positive number of seconds, got {duration}")
@@ -48,7 +50,7 @@ def _render(
 
 
 def render_layers(
-    config: MusicConfigPrompt | SynthParams | dict[str, Any] | str,
+    config: MusicConfigPrompt | RenderParams | dict[str, Any] | str,
     duration: float = 16.0,
     seed: int = 0,
     sample_rate: int = SAMPLE_RATE,
@@ -58,7 +60,7 @@ def render_layers(
 
 
 def render(
-    config: MusicConfigPrompt | SynthParams | dict[str, Any] | str,
+    config: MusicConfigPrompt | RenderParams | dict[str, Any] | str,
     duration: float = 16.0,
     seed: int = 0,
     sample_rate: int = SAMPLE_RATE,
@@ -69,8 +71,8 @@ def render(
     """
     scene, layers = _render(config, duration, seed, sample_rate)
     mix = np.sum(list(layers.values()), axis=0)
-    mix = sp.humanize(mix, scene.p.human, scene.rng)
-    mix = sp.stereo_micro_delay(mix, scene.p.stereo, sample_rate)
+    mix = dsp.humanize(mix, scene.p.human, scene.rng)
+    mix = dsp.stereo_micro_delay(mix, scene.p.stereo, sample_rate)
     peak = float(np.max(np.abs(mix))) if len(mix) else 0.0
     if peak > 0.0:
         mix = mix * (PEAK / peak)

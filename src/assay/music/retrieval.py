@@ -24,7 +24,8 @@ def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, fie
     """Embed the vibe of every row with a selected config in `splits` and write the map."""
     from assay.embeddings import embed
     from assay.io import write_directory
-    from assay.pipelines.runner import read_jsonl, split_files
+    from assay.io import read_jsonl
+    from assay.pipeline.step import split_files
 
     entries = []
     for name, path in zip(splits, split_files(input_dir, list(splits), "assay synth score"), strict=True):
@@ -82,7 +83,7 @@ class RetrievalMap:
         path = Path(path)
         if not (path / "map.jsonl").is_file() or not (path / "embeddings.safetensors").is_file():
             raise DataError(f"{path} is not a retrieval map (made by `assay music map`)")
-        from assay.pipelines.runner import read_jsonl
+        from assay.io import read_jsonl
 
         entries = list(read_jsonl(path / "map.jsonl"))
         try:
@@ -110,7 +111,7 @@ class RetrievalMap:
 def random_payload(rng: random.Random) -> dict[str, Any]:
     """A uniformly random *valid* payload (each config field drawn from its allowed values; random
     palettes): the floor a config generator must beat."""
-    from assay.music.schema import MusicConfigPromptPayload, payload_json_schema
+    from assay.music.payload import MusicConfigPromptPayload, payload_json_schema
 
     schema = payload_json_schema()
     defs = schema.get("$defs", {})

@@ -26,6 +26,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from assay.config import validation_message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay.serve import generation
@@ -217,11 +219,7 @@ def _parse(model: type[BaseModel], obj: Any):
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            problems.append(f"{where}: {err['msg']}")
-        raise ApiError(422, "; ".join(problems)) from None
+        raise ApiError(422, validation_message(exc, root="body")) from None
 
 
 def _check_text(text: str, where: str, max_chars: int, allow_empty: bool) -> None:

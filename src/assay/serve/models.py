@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError, CheckpointError
-from assay.scorers.judge import Judge
-from assay.train.checkpoint import Checkpoint, load_checkpoint
+from assay.judges import Judge
+from assay.train.checkpoint import Checkpoint, ObjectiveError, load_checkpoint
 
 
 @dataclass
@@ -19,9 +19,10 @@ class LanguageModel:
 
     @classmethod
     def load(cls, path: str | Path) -> LanguageModel:
-        ckpt = load_checkpoint(path)
-        if ckpt.config.model.mode != "language_model":
-            raise CheckpointError(f"--lm {path} is a {ckpt.config.model.mode}, not a language_model run")
+        try:
+            ckpt = load_checkpoint(path)  # the core's language models
+        except ObjectiveError as exc:
+            raise CheckpointError(f"--lm {path} is a {exc.objective} run, not a language_model run") from None
         return cls(ckpt, ckpt.build_model())
 
 

@@ -1,4 +1,4 @@
-"""The one checkpoint format of assay: a directory, written atomically.
+"""A training run's checkpoint: a directory, written atomically (format: assay.checkpoint_io).
 
     model.safetensors        weights (tied tensors stored once)
     config.json              the full run config; the model is rebuilt from it, never guessed
@@ -7,7 +7,9 @@
     optimizer.safetensors    AdamW moments; optimizer.json: its param groups
     rank{r}.safetensors/json per-rank RNG states (torch, masking generator)
 
-Only safetensors and JSON are read back: loading a checkpoint never unpickles anything.
+`load_checkpoint` is the one reader, used by train (resume, init_from), eval, generate, the judges,
+serve and the experiments. The config is validated by the config class of the checkpoint's task,
+found in the task table the caller passes (the core's objectives by default, see train/task.py).
 """
 
 from __future__ import annotations
@@ -20,16 +22,34 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_model
 
+from assay.checkpoint_io import (
+    first_line,
+    load_optimizer,
+    load_tree,
+    resolve_checkpoint,
+    save_optimizer,
+    save_tree,
+)
 from assay.config import to_dict, validate
 from assay.data.tokenizer import Tokenizer, load_tokenizer
 from assay.errors import AssayError, CheckpointError
 from assay.io import atomic_write_json, replace_directory
 from assay.model import Transformer
 from assay.train.config import TrainingConfig
+from assay.train.lm_tasks import CORE_TASKS
+from assay.train.task import Task, TaskTable, objective_of
 
 FORMAT = 1
+
+
+class ObjectiveError(CheckpointError):
+    """A checkpoint of an objective the caller's task table does not know."""
+
+    def __init__(self, directory: Path, objective: str, known: list[str]):
+        self.directory, self.objective = directory, objective
+        super().__init__(f"{directory} is a {objective} run; this reads only {', '.join(known)} runs")
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -55,7 +75,7 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     _barrier(dist)
     if rank_state is not None:
-        _save_tree(tmp / f"rank{rank}", rank_state)
+        save_tree(tmp / f"rank{rank}", rank_state)
     if is_main:
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": f"assay-{FORMAT}"})
         atomic_write_json(tmp / "config.json", to_dict(config))
@@ -75,52 +95,6 @@ def _barrier(dist) -> None:
         dist.barrier()
 
 
-def save_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
-    """AdamW (or any torch optimizer) state: tensors to optimizer.safetensors, the rest to optimizer.json."""
-    sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, slots in sd["state"].items():
-        for name, value in slots.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}.{name}"] = value
-    save_file(tensors, str(directory / "optimizer.safetensors"))
-    atomic_write_json(directory / "optimizer.json", {"param_groups": sd["param_groups"], "scalars": scalars})
-
-
-def _save_tree(stem: Path, tree: dict[str, Any]) -> None:
-    """A dict with tensors anywhere inside: tensors to `stem.safetensors`, the rest to `stem.json`."""
-    tensors: dict[str, torch.Tensor] = {}
-
-    def strip(node, path):
-        if torch.is_tensor(node):
-            key = ".".join(path)
-            tensors[key] = node.detach().cpu().contiguous()
-            return {"__tensor__": key}
-        if isinstance(node, dict):
-            return {k: strip(v, [*path, str(k)]) for k, v in node.items()}
-        return node
-
-    skeleton = strip(tree, [])
-    save_file(tensors, str(stem.with_suffix(".safetensors")))
-    atomic_write_json(stem.with_suffix(".json"), skeleton)
-
-
-def _load_tree(stem: Path) -> dict[str, Any]:
-    skeleton = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
-    tensors = load_file(str(stem.with_suffix(".safetensors")))
-
-    def fill(node):
-        if isinstance(node, dict):
-            if set(node) == {"__tensor__"}:
-                return tensors[node["__tensor__"]]
-            return {k: fill(v) for k, v in node.items()}
-        return node
-
-    return fill(skeleton)
-
-
 # -- reading ------------------------------------------------------------------------------------
 @dataclass
 class Checkpoint:
@@ -128,14 +102,15 @@ class Checkpoint:
     config: TrainingConfig
     tokenizer: Tokenizer
     state: dict[str, Any]
+    task: type[Task]  # the objective's task (its model class and evaluation)
 
     def build_model(self, device: str | torch.device = "cpu") -> Transformer:
         """The model rebuilt from the saved config, weights loaded, in eval mode."""
-        model = Transformer(self.config.model)
+        model = self.task.build_model(self.config)
         try:
             missing, unexpected = load_model(model, str(self.directory / "model.safetensors"), strict=False)
         except (SafetensorError, RuntimeError, OSError) as exc:
-            raise CheckpointError(f"{self.directory}: cannot load model.safetensors ({_first_line(exc)})") from None
+            raise CheckpointError(f"{self.directory}: cannot load model.safetensors ({first_line(exc)})") from None
         if missing or unexpected:
             raise CheckpointError(
                 f"{self.directory}: weights do not match the saved config "
@@ -152,41 +127,29 @@ class Checkpoint:
             world = self.state.get("world_size", 1)
             raise CheckpointError(f"{self.directory} holds no state for rank {rank} (it was written by {world} ranks)")
         try:
-            return _load_tree(stem)
+            return load_tree(stem)
         except (OSError, json.JSONDecodeError, SafetensorError, KeyError) as exc:
-            raise CheckpointError(f"{self.directory}: rank {rank} state is corrupt ({_first_line(exc)})") from None
-
-
-def load_optimizer(directory: Path, optimizer: torch.optim.Optimizer) -> None:
-    """Restore what `save_optimizer` wrote into `optimizer` (built over the same parameters)."""
-    try:
-        meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(directory / "optimizer.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
-        raise CheckpointError(f"{directory}: optimizer state missing or corrupt ({_first_line(exc)})") from None
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"{directory}: optimizer state does not fit the model ({exc})") from None
+            raise CheckpointError(f"{self.directory}: rank {rank} state is corrupt ({first_line(exc)})") from None
 
 
 def init_from_checkpoint(model: Transformer, path: str | Path, tokenizer: Tokenizer) -> dict[str, list[str]]:
-    """Transfer learning: copy every tensor of a checkpoint whose name and shape match `model`.
+    """Transfer learning: copy every tensor of a checkpoint (of any objective) whose name and shape
+    match `model`; the two must share the tokenizer.
 
     Returns what was loaded, what is new (e.g. a classifier head the LM never had) and what was
     skipped because its shape differs (e.g. a head with another number of classes).
     """
-    ckpt = load_checkpoint(path)
-    if ckpt.tokenizer.fingerprint() != tokenizer.fingerprint():
-        raise CheckpointError(f"model.init_from {ckpt.directory} uses another tokenizer than this run's data")
+    directory = resolve_checkpoint(path)
     try:
-        saved = load_file(str(ckpt.directory / "model.safetensors"))
+        theirs = load_tokenizer(directory / "tokenizer")
+    except AssayError as exc:
+        raise CheckpointError(f"{directory}: {exc}") from None
+    if theirs.fingerprint() != tokenizer.fingerprint():
+        raise CheckpointError(f"model.init_from {directory} uses another tokenizer than this run's data")
+    try:
+        saved = load_file(str(directory / "model.safetensors"))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{ckpt.directory}: cannot load model.safetensors ({_first_line(exc)})") from None
+        raise CheckpointError(f"{directory}: cannot load model.safetensors ({first_line(exc)})") from None
     own = model.state_dict()
     report: dict[str, list[str]] = {"loaded": [], "new": [], "skipped": []}
     with torch.no_grad():
@@ -200,21 +163,9 @@ def init_from_checkpoint(model: Transformer, path: str | Path, tokenizer: Tokeni
     return {k: sorted(v) for k, v in report.items()}
 
 
-def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
-    """A checkpoint directory from a run directory (its `best/` or `last/`) or a checkpoint path."""
-    path = Path(path)
-    if (path / "model.safetensors").exists():
-        return path
-    order = [prefer, "last" if prefer == "best" else "best"]
-    for name in order + [f"{n}.old" for n in order]:  # *.old: a crash in the middle of a swap
-        if (path / name / "model.safetensors").exists():
-            return path / name
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
-    raise CheckpointError(f"{path} holds no checkpoint (no model.safetensors in it, its best/ or its last/)")
-
-
-def load_checkpoint(path: str | Path, prefer: str = "best") -> Checkpoint:
+def load_checkpoint(path: str | Path, prefer: str = "best", tasks: TaskTable = CORE_TASKS) -> Checkpoint:
+    """The checkpoint at `path` (a checkpoint folder, or a run folder: its `prefer`red best/ or
+    last/). `tasks` names the objectives the caller knows; another objective is a CheckpointError."""
     directory = resolve_checkpoint(path, prefer)
     try:
         raw_config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
@@ -225,14 +176,23 @@ def load_checkpoint(path: str | Path, prefer: str = "best") -> Checkpoint:
         raise CheckpointError(f"{directory} is corrupt (config.json or state.json is not valid JSON)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{directory}: unknown checkpoint format {state.get('format')!r}")
+    raw_config = _upgrade(raw_config)
+    objective = objective_of(raw_config, tasks)
+    if objective not in tasks:
+        raise ObjectiveError(directory, objective, list(tasks))
+    task = tasks[objective]
     try:
-        config = validate(TrainingConfig, raw_config)
+        config = validate(task.config_class, raw_config)
         tokenizer = load_tokenizer(directory / "tokenizer")
     except AssayError as exc:
         raise CheckpointError(f"{directory}: {exc}") from None
-    return Checkpoint(directory, config, tokenizer, state)
+    return Checkpoint(directory, config, tokenizer, state, task)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _upgrade(raw: Any) -> Any:
+    """Configs written by earlier versions of format 1: `model.aux_classes` (an auxiliary head that
+    is now a task's own) was always saved, and is 0 unless a connective class head was trained."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    if isinstance(model, dict) and model.get("aux_classes") == 0:
+        del model["aux_classes"]
+    return raw

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from assay.config import Section
 from assay.data.config import DataConfig
-from assay.data.stream_config import StreamConfig
+from assay.data.config import StreamConfig
 from assay.masking.config import MaskingConfig
 from assay.model.config import ModelConfig
 
@@ -73,9 +73,15 @@ class TrainingConfig(Section):
 
     @property
     def objective(self) -> str:
-        """diffusion | autoregressive (language models), token_classification | sequence_scoring."""
-        if self.model.mode == "token_classifier":
-            return "token_classification"
-        if self.model.mode == "sequence_scorer":
-            return "sequence_scoring"
-        return "autoregressive" if self.model.causal else "diffusion"
+        """The name of what this config trains: diffusion | autoregressive (language models),
+        token_classification | sequence_scoring (judges), or a task's own (train/task.py)."""
+        return objective_for_model(self.model.mode, self.model.attention)
+
+
+def objective_for_model(mode: str, attention: str) -> str:
+    """The objective a model's head and attention imply."""
+    if mode == "token_classifier":
+        return "token_classification"
+    if mode == "sequence_scorer":
+        return "sequence_scoring"
+    return "autoregressive" if attention == "causal" else "diffusion"

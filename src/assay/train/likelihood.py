@@ -22,13 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from assay.data.blocks import gather_blocks
-from assay.masking.strategies import Vocab
+from assay.masking.strategies import MaskVocab
 from assay.model.transformer import IGNORE_INDEX
 from assay.rng import generator
 
 
+LN2 = math.log(2)  # nats per bit
+
+
 def to_bits_per_char(nats_per_token: float, chars_per_token: float) -> float:
-    return nats_per_token / math.log(2) / chars_per_token
+    return nats_per_token / LN2 / chars_per_token
 
 
 @torch.no_grad()
@@ -37,7 +40,7 @@ def diffusion_nelbo(
     tokens: np.ndarray,
     starts: np.ndarray,
     block_len: int,
-    vocab: Vocab,
+    vocab: MaskVocab,
     points: int,
     seed: int,
     batch_size: int,

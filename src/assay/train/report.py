@@ -7,26 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from assay.errors import AssayError
-
-# (label, eval.json key, baseline key) per objective
-COLUMNS = {
-    "sequence_scoring": [
-        ("pearson", "val_pearson", "baseline_pearson"),
-        ("spearman", "val_spearman", "baseline_spearman"),
-        ("MAE", "val_mae", None),
-        ("R²", "val_r2", None),
-    ],
-    "token_classification": [
-        ("AUROC", "val_auroc", "baseline_auroc"),
-        ("F1 (replaced)", "val_f1", None),
-        ("accuracy", "val_accuracy", None),
-    ],
-    "diffusion": [("val loss", "val_loss", None), ("bits/char (ELBO)", "bits_per_char", None)],
-    "autoregressive": [("val loss", "val_loss", None), ("bits/char", "bits_per_char", None)],
-}
+from assay.train.lm_tasks import CORE_TASKS
+from assay.train.task import TaskTable, objective_of
 
 
-def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
+def load_reports(runs: list[Path], tasks: TaskTable = CORE_TASKS) -> list[dict[str, Any]]:
+    """Per run: its objective and the metrics its task reports (`Task.report_columns`)."""
     rows = []
     for run in runs:
         try:
@@ -36,12 +22,11 @@ def load_reports(runs: list[Path]) -> list[dict[str, Any]]:
             raise AssayError(f"{run} has no eval.json/config.json: is it a finished run folder?") from None
         except json.JSONDecodeError:
             raise AssayError(f"{run}: eval.json or config.json is corrupt") from None
-        mode = config["model"]["mode"]
-        objective = {"token_classifier": "token_classification", "sequence_scorer": "sequence_scoring"}.get(
-            mode, "autoregressive" if config["model"]["attention"] == "causal" else "diffusion"
-        )
+        objective = objective_of(config, tasks)
+        if objective not in tasks:
+            raise AssayError(f"{run} is a {objective} run; this reports only {', '.join(tasks)} runs")
         metrics = []
-        for label, key, base in COLUMNS[objective]:
+        for label, key, base in tasks[objective].report_columns:
             if key in final:
                 metrics.append({"metric": label, "value": final[key], "baseline": final.get(base) if base else None})
         rows.append({"run": str(run), "objective": objective, "iter": final.get("iter"), "metrics": metrics})
@@ -53,7 +38,7 @@ def render_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="final validation metrics (eval.json)")
-    for col in ("run", "objective", "iter", "metric", "value", "LM-likelihood baseline"):
+    for col in ("run", "objective", "iter", "metric", "value", "baseline"):
         table.add_column(col, justify="left" if col in ("run", "objective", "metric") else "right")
     for row in rows:
         for i, m in enumerate(row["metrics"]):

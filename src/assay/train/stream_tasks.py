@@ -1,5 +1,6 @@
-"""Tasks that train from a stream folder (`data.stream`): masked LM, token classification and
-sequence scoring. Validation always covers the stream's whole `val/` set.
+"""Training from a stream folder (`data.stream`): batches cut from consecutive shards, the
+validation set, and the masked-LM objective on masked-LM shards. Tasks of other objectives (the
+judges) subclass `StreamTask`. Validation always covers the stream's whole `val/` set.
 """
 
 from __future__ import annotations
@@ -14,14 +15,9 @@ import torch.nn.functional as F
 
 from assay.data.stream import ShardReader, load_val, wait_for_stream
 from assay.errors import ConfigError
-from assay.masking.strategies import Vocab
-from assay.model.transformer import IGNORE_INDEX, class_weights_from_counts
-from assay.progress import console
-from assay.train import judge_metrics as jm
-from assay.train.baseline import orientation, sequence_logprob, token_logprobs
-from assay.train.tasks import Task
-
-LN2 = math.log(2)
+from assay.model.transformer import IGNORE_INDEX
+from assay.train.likelihood import LN2
+from assay.train.task import Task
 
 
 class StreamBatches:
@@ -72,9 +68,10 @@ class StreamBatches:
 class StreamTask(Task):
     """Shared by the stream tasks: batches, the validation set, state and checkpoint hooks."""
 
-    fields: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()  # the shard fields the task reads
+    stream_kind = "masked_lm"  # the `stream.provider` that writes them (named in the error)
 
-    def __init__(self, cfg, dist, device, tokenizer):
+    def __init__(self, cfg, dist, device, tokenizer, splits=None):
         self.cfg, self.dist, self.device, self.tokenizer = cfg, dist, device, tokenizer
         self.folder = Path(cfg.data.stream)
         self.meta = wait_for_stream(self.folder, cfg.data.stream_timeout)
@@ -82,7 +79,7 @@ class StreamTask(Task):
         if missing:
             raise ConfigError(
                 f"{self.folder} is a {self.meta['mode']!r} stream without {missing}: "
-                f"{cfg.objective} needs a {'synthetic' if 'score' in self.fields else 'masked_lm'} stream"
+                f"{cfg.objective} needs a {self.stream_kind} stream"
             )
         self.batches = StreamBatches(
             cfg.data.stream, cfg.train.batch_size, dist, cfg.data.stream_delete, cfg.data.stream_timeout
@@ -90,7 +87,10 @@ class StreamTask(Task):
         self.val = load_val(self.folder)
         self.block_len = int(self.meta["seq_len"])
         self.out_dir = Path(cfg.run.out_dir)
-        self._baseline: dict[str, float] | None = None
+
+    @property
+    def val_size(self) -> int:
+        return len(self.val["idx"])
 
     def state_dict(self) -> dict[str, Any]:
         # `input` tells a loaded judge how its inputs looked ([CLS] first or not, window length)
@@ -112,26 +112,12 @@ class StreamTask(Task):
             outputs.append(logits.float().cpu())
         return torch.cat(outputs), self.val[field]
 
-    def _baseline_logprobs(self):
-        """LM log-probabilities of the observed tokens on the first training shard (to orient the
-        baseline) and on the validation set; None if the stream's LM is not available."""
-        from assay.train.checkpoint import load_checkpoint
-
-        path = self.meta.get("lm")
-        if not path or not Path(path).exists():
-            console.print(f"[yellow]warning:[/] likelihood baseline skipped: the stream's LM ({path}) is not there")
-            return None
-        lm = load_checkpoint(path).build_model(self.device)
-        vocab = Vocab.of(self.tokenizer)
-        train = ShardReader(self.folder, timeout=self.cfg.data.stream_timeout, owner=False).read()
-        return (
-            train,
-            token_logprobs(lm, train["idx"].long(), vocab),
-            token_logprobs(lm, self.val["idx"].long(), vocab),
-        )
 
 
 class StreamMaskedLMTask(StreamTask):
+    """The masked-diffusion objective on masked-LM shards (`assay data produce`, provider masked_lm)."""
+
+    objective = "diffusion"
     fields = ("idx", "targets")
 
     def train_batch(self):
@@ -156,131 +142,3 @@ class StreamMaskedLMTask(StreamTask):
         out["val_loss"] = float(total.sum() / count.sum().clamp_min(1))
         out["val_bits_per_token"] = out["val_loss"] / LN2
         return out
-
-
-class TokenClassificationTask(StreamTask):
-    """The inspector: which tokens were written by the LM?"""
-
-    fields = ("idx", "token_labels")
-
-    def __init__(self, cfg, dist, device, tokenizer):
-        super().__init__(cfg, dist, device, tokenizer)
-        n = int(self.meta.get("num_classes", 2))
-        if cfg.model.num_classes < n:
-            raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the stream has {n} token classes")
-
-    def train_batch(self):
-        b = self.batches.next()
-        return {"idx": b["idx"].long(), "targets": b["token_labels"].long()}
-
-    def setup_model(self, model, resumed: bool) -> None:
-        """Class weights from the training distribution (the first shards), computed once."""
-        if self.cfg.train.class_weighting != "balanced" or resumed:
-            return
-        reader = ShardReader(self.folder, timeout=self.cfg.data.stream_timeout, owner=False)
-        counts = torch.zeros(self.cfg.model.num_classes)
-        for _ in range(min(8, reader.total or 8)):
-            labels = reader.read()["token_labels"].long()
-            labels = labels[labels != IGNORE_INDEX]
-            counts += torch.bincount(labels, minlength=len(counts))[: len(counts)].float()
-        model.class_weights.copy_(class_weights_from_counts(counts))
-        weights = ", ".join(f"{w:.2f}" for w in model.class_weights.tolist())
-        if self.dist.is_main:
-            console.print(f"class weights from {int(counts.sum()):,} training tokens: {weights}")
-
-    @torch.no_grad()
-    def evaluate(self, model, final: bool = False) -> dict[str, float]:
-        logits, labels = self._val_outputs(model, "token_labels")
-        labels = labels.long()
-        keep = labels != IGNORE_INDEX
-        flat, y = logits[keep], labels[keep]  # (N, C), (N,)
-        probs = flat.softmax(-1)
-        pred = probs.argmax(-1).numpy()
-        y_np = y.numpy()
-        machine = 1.0 - probs[:, 0].numpy()  # P(not original)
-        out: dict[str, Any] = {
-            "val_loss": float(F.cross_entropy(flat, y)),
-            "val_accuracy": jm.accuracy(pred, y_np),
-            "val_auroc": jm.auroc(machine, y_np > 0),
-        }
-        prf = jm.per_class_prf(pred, y_np, flat.size(1))
-        for c, row in prf.items():
-            for key in ("precision", "recall", "f1"):
-                out[f"val_{key}/{c}"] = row[key]
-        out["val_f1"] = prf["1"]["f1"]
-        if final and self.cfg.train.baseline:
-            out |= self._token_baseline(keep, y_np)
-        return out
-
-    def _token_baseline(self, keep, y_np) -> dict[str, float]:
-        if self._baseline is None:
-            found = self._baseline_logprobs()
-            if found is None:
-                return {}
-            train, train_lp, val_lp = found
-            labels = train["token_labels"].long()
-            sign = orientation(train_lp[labels != IGNORE_INDEX].numpy(), labels[labels != IGNORE_INDEX].numpy() > 0)
-            self._baseline = {
-                "baseline_auroc": jm.auroc(sign * val_lp[keep].numpy(), y_np > 0),
-                "baseline_direction": sign,  # +1: a higher LM log-prob means machine-written
-            }
-        return self._baseline
-
-    def summary(self, m):
-        text = f" | acc {m['val_accuracy']:.4f} | F1 {m['val_f1']:.4f} | AUROC {m['val_auroc']:.4f}"
-        return text + (f" (LM-likelihood baseline {m['baseline_auroc']:.4f})" if "baseline_auroc" in m else "")
-
-
-class SequenceScoringTask(StreamTask):
-    """The judge: what fraction of this text did the LM write?"""
-
-    fields = ("idx", "score")
-
-    def train_batch(self):
-        b = self.batches.next()
-        return {"idx": b["idx"].long(), "targets": b["score"].float()}
-
-    @torch.no_grad()
-    def evaluate(self, model, final: bool = False) -> dict[str, float]:
-        logits, target = self._val_outputs(model, "score")
-        pred, true = torch.sigmoid(logits).numpy().astype(np.float64), target.numpy().astype(np.float64)
-        if self.cfg.model.score_loss == "bce":
-            loss = float(F.binary_cross_entropy_with_logits(logits, target.float()))
-        else:
-            loss = float(((pred - true) ** 2).mean())
-        out: dict[str, Any] = {
-            "val_loss": loss,
-            "val_pearson": jm.pearson(pred, true),
-            "val_spearman": jm.spearman(pred, true),
-            "val_mae": jm.mae(pred, true),
-            "val_r2": jm.r2(pred, true),
-        }
-        if final:
-            if self.dist.is_main:
-                jm.calibration_plot(
-                    pred, true, self.out_dir / "calibration.png", f"sequence scorer: {self.out_dir.name}"
-                )
-            if self.cfg.train.baseline:
-                out |= self._sequence_baseline(true)
-        return out
-
-    def _sequence_baseline(self, true) -> dict[str, float]:
-        if self._baseline is None:
-            found = self._baseline_logprobs()
-            if found is None:
-                return {}
-            train, train_lp, val_lp = found
-            sign = orientation(sequence_logprob(train_lp).numpy(), train["score"].numpy())
-            seq = sign * sequence_logprob(val_lp).numpy()
-            self._baseline = {
-                "baseline_pearson": jm.pearson(seq, true),
-                "baseline_spearman": jm.spearman(seq, true),
-                "baseline_direction": sign,
-            }
-        return self._baseline
-
-    def summary(self, m):
-        text = f" | pearson {m['val_pearson']:.4f} | spearman {m['val_spearman']:.4f} | MAE {m['val_mae']:.4f}"
-        return text + (
-            f" (LM-likelihood baseline pearson {m['baseline_pearson']:.4f})" if "baseline_pearson" in m else ""
-        )

@@ -1,5 +1,5 @@
-"""The training loop: one loop for every mode; a task (assay.train.tasks) supplies batches and
-validation.
+"""The training loop: one loop for every objective; a task (assay.train.task) supplies the model,
+the batches, the loss and the validation.
 
 Resume is exact: a checkpoint holds the model, AdamW moments, the iteration, the data cursor,
 the curriculum and every RNG (torch's global one, which drives dropout, and the task's
@@ -32,10 +32,11 @@ from assay.progress import console, make_progress
 from assay.rng import stable_seed
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
 from assay.train.config import TrainingConfig
-from assay.train.distributed import Dist
+from assay.train.distributed import Dist, resolve_device
+from assay.train.lm_tasks import CORE_TASKS
 from assay.train.metrics import MetricsLog, plot_loss_curve
 from assay.train.optim import add_trainable, build_optimizer, lr_at
-from assay.train.tasks import configure_model, make_task
+from assay.train.task import TaskTable, task_for
 
 
 @dataclass
@@ -48,21 +49,13 @@ class TrainResult:
     rank: int = 0  # under torchrun, only rank 0 reports
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("run.device = 'cuda' but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def config_for_resume(ckpt: Checkpoint, out_dir: str | Path, overrides: list[str]) -> TrainingConfig:
     """The checkpoint's config with `--set` overrides; what defines the model and data is fixed."""
     tree = to_dict(ckpt.config)
     for assignment in overrides:
         apply_override(tree, assignment)
     tree["run"]["out_dir"] = str(out_dir)
-    cfg = validate(TrainingConfig, tree)
+    cfg = validate(type(ckpt.config), tree)
     before = to_dict(ckpt.config)
     for section in ("model", "data"):
         for key, value in to_dict(cfg)[section].items():
@@ -73,10 +66,12 @@ def config_for_resume(ckpt: Checkpoint, out_dir: str | Path, overrides: list[str
     return cfg
 
 
-def train(cfg: TrainingConfig, resume: Checkpoint | None = None) -> TrainResult:
+def train(cfg: TrainingConfig, resume: Checkpoint | None = None, tasks: TaskTable = CORE_TASKS) -> TrainResult:
+    """Train `cfg` (or continue `resume`, a checkpoint of the same run). `tasks` is the task table
+    the config's objective is looked up in."""
     device_type = resolve_device(cfg.run.device).type
     dist = Dist.from_env(device_type)
-    trainer = Trainer(cfg, dist, resume)
+    trainer = Trainer(cfg, dist, resume, tasks)
     result = trainer.run()
     # The DDP wrapper holds the process group: release it before destroying the group, or gloo's
     # threads die at interpreter exit and abort the process. Only a clean exit destroys the group
@@ -88,8 +83,9 @@ def train(cfg: TrainingConfig, resume: Checkpoint | None = None) -> TrainResult:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainingConfig, dist: Dist, resume: Checkpoint | None):
+    def __init__(self, cfg: TrainingConfig, dist: Dist, resume: Checkpoint | None, tasks: TaskTable = CORE_TASKS):
         self.cfg, self.dist, self.resume = cfg, dist, resume
+        self.task_cls = resume.task if resume else task_for(cfg.objective, tasks)
         self.out = Path(cfg.run.out_dir)
         self.device = resolve_device(cfg.run.device, dist.local_rank)
         self._stop = False
@@ -130,12 +126,15 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
         self.splits, self.tokenizer = self._prepare_data()
-        configure_model(cfg, self.tokenizer)
-        self.model = self.resume.build_model(self.device) if self.resume else Transformer(cfg.model).to(self.device)
+        self.task_cls.configure(cfg, self.tokenizer)
+        if self.resume:
+            self.model = self.resume.build_model(self.device)
+        else:
+            self.model = self.task_cls.build_model(cfg).to(self.device)
         if cfg.model.init_from and not self.resume:
             self._init_from(cfg.model.init_from)
         self.model.train()
-        self.task = make_task(cfg, self.splits, self.dist, self.device, self.tokenizer)
+        self.task = self.task_cls.create(cfg, self.dist, self.device, self.tokenizer, self.splits)
         self.task.setup_model(self.model, resumed=self.resume is not None)
         self.iter = int(self.resume.state["iter"]) if self.resume else 0
         self.best = math.inf
@@ -197,7 +196,7 @@ class Trainer:
         try:
             compiled = torch.compile(module)
             with self._autocast():
-                _, loss = compiled(**batch)
+                loss = self.task.loss(compiled, batch)
             loss.backward()
             result = compiled
         except Exception as exc:  # compilation fails in many ways (no compiler, unsupported op, ...)
@@ -308,7 +307,7 @@ class Trainer:
             sync = nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
             with sync:
                 with self._autocast():
-                    _, loss = self.step_model(**batch)
+                    loss = self.task.loss(self.step_model, batch)
                 (loss / tc.grad_accum).backward()
             total += float(loss.detach())
         if tc.grad_clip is not None:
@@ -324,11 +323,13 @@ class Trainer:
         with torch.random.fork_rng(devices=devices), self._autocast():
             metrics = self.task.evaluate(self.model, final=final)
         self.model.train()
-        message = self.task.observe(metrics)
+        event = self.task.observe(metrics)
         self._write({"iter": self.iter, **metrics})
-        if message:
-            self._write({"iter": self.iter, "event": "stage", "stage": self.task.curriculum.index})
-            self._log(message)
+        if event:
+            message = event.pop("message", None)
+            self._write({"iter": self.iter, **event})
+            if message:
+                self._log(message)
         summary = self.task.summary(metrics)
         improved = metrics["val_loss"] < self.best
         if improved:

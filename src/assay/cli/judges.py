@@ -1,0 +1,36 @@
+"""`assay score`: score texts with trained judges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from assay.cli.options import JsonOpt
+
+
+def score(
+    judge_dir: Annotated[Path, typer.Argument(help="A judge run, or a folder of judge runs.")],
+    text: Annotated[str | None, typer.Argument(help="Text to score.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Score this text file (one text).")] = None,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Score every row of a JSONL file.")] = None,
+    field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
+    threshold: Annotated[float, typer.Option(help="Highlight tokens with p_replaced above this.")] = 0.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score texts: how much was machine-written (score) and which tokens (p_replaced)."""
+    from assay.errors import AssayError
+    from assay.judges import Judge
+    from assay.judges.render import read_texts, render
+
+    if sum(x is not None for x in (text, file, jsonl)) != 1:
+        raise AssayError("give exactly one of: TEXT, --file F, --jsonl F")
+    texts = read_texts(text, file, jsonl, field)
+    judge = Judge.load(judge_dir)
+    for result in judge.score(texts):
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            render(result, threshold)

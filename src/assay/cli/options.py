@@ -1,0 +1,171 @@
+"""The options shared by several commands, defined once.
+
+Plain options are `Annotated` aliases (`ConfigOpt`, `SetOpt`, `JsonOpt`, ...). The LLM and runner
+options of every LLM-using command are declared once, as the fields of `LLMFlags` (and of its base
+`EndpointFlags`), and added to a command by the `@llm_options` (`@endpoint_options`) decorator,
+which hands them to the command as one argument:
+
+    @app.command("vibes")
+    @llm_options
+    def vibes(input_dir: InputDirOpt, llm: LLMFlags, seed: SeedOpt = None, config: ConfigOpt = None, ...):
+        cfg = load_with_flags(SynthConfig, config, set_, llm.overrides() | {"vibes.seed": seed})
+
+A flag left out (None) keeps the value of the config file (its [llm] and [runner] sections), or the
+default; then `--set key=value` overrides win.
+"""
+
+import functools
+import inspect
+import json
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", metavar="FILE", help="TOML config file (`--set` keys are its keys).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.max_iters=500 (repeat)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="Which checkpoint of a run: best or last.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (sampling, splits, LLM requests).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the output afresh.")]
+InputDirOpt = Annotated[Path, typer.Option("--input-dir", help="Folder with the previous step's JSONL files.")]
+OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder for this step's JSONL files.")]
+ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+@dataclass
+class EndpointFlags:
+    """Where LLM requests go and how fast (None: not given)."""
+
+    api_base: Annotated[
+        str | None,
+        typer.Option("--api-base", metavar="URL", help="An OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    ] = None
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", metavar="NAME", help="Environment variable holding the API key.")
+    ] = None
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file", metavar="PATH", help="KEY=VALUE file to read API keys from (wins over the environment)."
+        ),
+    ] = None
+    max_concurrency: Annotated[
+        int | None, typer.Option("--max-concurrency", min=1, help="LLM requests in flight at once (default 8).")
+    ] = None
+    max_qps: Annotated[
+        float | None, typer.Option("--max-qps", min=0.001, help="LLM requests per second at most (default: no limit).")
+    ] = None
+    cache: Annotated[
+        Path | None, typer.Option("--cache", metavar="PATH", help="SQLite response cache (reruns replay its answers).")
+    ] = None
+
+    def overrides(self) -> dict[str, object]:
+        """The flags as keys of a config tree with an [llm] section."""
+        return {
+            "llm.api_base": self.api_base,
+            "llm.api_key_env": self.api_key_env,
+            "llm.env_file": self.env_file,
+            "llm.max_concurrency": self.max_concurrency,
+            "llm.max_qps": self.max_qps,
+            "llm.cache": self.cache,
+        }
+
+
+@dataclass
+class LLMFlags(EndpointFlags):
+    """The LLM and runner options of every LLM pipeline step (None: not given)."""
+
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="LLM: openai/NAME, anthropic/NAME, local/smollm2, or any LiteLLM model string (default local/smollm2).",
+        ),
+    ] = None
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="Process at most this many input records.")] = None
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue an interrupted run in the same output folder.")
+    ] = False
+    overwrite: OverwriteOpt = False
+
+    def overrides(self) -> dict[str, object]:
+        """The flags as keys of a config tree with [llm] and [runner] sections."""
+        return super().overrides() | {
+            "llm.model": self.model,
+            "runner.concurrency": self.max_concurrency,
+            "runner.limit": self.limit,
+            "runner.resume": self.resume or None,  # off by default: False = "not given", the file's value holds
+            "runner.overwrite": self.overwrite or None,
+        }
+
+
+def with_flags(flags_class, name: str):
+    """A decorator giving a command the options of `flags_class` (a dataclass of `Annotated` typer
+    options); the command receives them as one argument called `name`."""
+    declared = vars(flags_class).get("__annotations__", {})
+    ordered = sorted(fields(flags_class), key=lambda f: f.name not in declared)  # the class's own options first
+    names = [f.name for f in ordered]
+    hints = typing.get_type_hints(flags_class, include_extras=True)  # (string annotations resolved)
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != name]
+        added = [
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+            for f in ordered
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            flags = flags_class(**{n: kwargs.pop(n) for n in names})
+            return command(*args, **{name: flags}, **kwargs)
+
+        positional = [p for p in own if p.default is inspect.Parameter.empty]
+        optional = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.default is not inspect.Parameter.empty
+        ]
+        wrapper.__signature__ = signature.replace(parameters=positional + added + optional)
+        return wrapper
+
+    return decorate
+
+
+llm_options = with_flags(LLMFlags, "llm")  # --model, the endpoint options, --limit, --resume, --overwrite
+endpoint_options = with_flags(EndpointFlags, "endpoint")  # the endpoint options only
+
+
+def load_with_flags(cls, config: Path | None, sets: list[str] | None, flags: dict[str, object]):
+    """Config tree `cls`: the TOML file `config` (or the defaults), then the flags that were given
+    (None means "not given"), then the `--set key=value` overrides; last wins. A bad value is a
+    one-line ConfigError."""
+    from assay.config import load_config
+
+    overrides = [f"{key}={_toml(value)}" for key, value in flags.items() if value is not None]
+    return load_config(cls, config, overrides + list(sets or []))
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(json.dumps(str(v)) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def comma_list(value: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None: not given)."""
+    return [s.strip() for s in value.split(",") if s.strip()] if value is not None else None
+
+
+def echo_json(summary: Any, **kwargs) -> None:
+    typer.echo(json.dumps(summary, indent=2, default=str, **kwargs))

@@ -1,0 +1,49 @@
+"""The likelihood baseline for judges (GLTR-style): how probable is each observed token under the
+masked LM itself?
+
+Every token is masked once, in `groups` passes that each mask every `groups`-th position (so a
+token is predicted from a context with ~1/groups of it masked), and scored by the LM's
+log-probability of the token actually there; a text's score is the mean over its tokens.
+
+Which way the score points is an empirical matter: a strong LM's own tokens are ones it finds
+likely (GLTR), while a weak LM sampling at temperature 1 writes tokens that are improbable in
+the repaired context. `oriented` learns the direction on training data only, so the baseline is
+judged on held-out data like the judges are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from assay.masking.strategies import MaskVocab
+
+
+@torch.no_grad()
+def token_logprobs(lm, idx: torch.Tensor, vocab: MaskVocab, groups: int = 8, batch_size: int = 32) -> torch.Tensor:
+    """(N, T) log p(observed token | context with it masked); NaN at special tokens."""
+    out = torch.full(idx.shape, float("nan"))
+    positions = torch.arange(idx.size(1))
+    for start in range(0, len(idx), batch_size):
+        x = idx[start : start + batch_size].long()
+        maskable = vocab.maskable(x)
+        for g in range(groups):
+            mask = maskable & (positions % groups == g)[None, :]
+            if not mask.any():
+                continue
+            logits, _ = lm(x.masked_fill(mask, vocab.mask_id))  # (B, T, V)
+            logp = F.log_softmax(logits.float(), dim=-1).gather(-1, x[..., None]).squeeze(-1)
+            block = out[start : start + batch_size]
+            block[mask] = logp[mask]
+    return out
+
+
+def sequence_logprob(token_lp: torch.Tensor) -> torch.Tensor:
+    """(N,) mean log-probability over each text's (non-special) tokens."""
+    return torch.nanmean(token_lp, dim=1)
+
+
+def orientation(train_scores: np.ndarray, train_machine: np.ndarray) -> float:
+    """+1 if higher scores go with machine-written on the training data, else -1."""
+    return 1.0 if np.corrcoef(train_scores, train_machine.astype(np.float64))[0, 1] >= 0 else -1.0

@@ -1,0 +1,45 @@
+"""Input reading and terminal rendering for `assay score`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from assay.io import read_jsonl, read_text_file
+from assay.errors import AssayError
+
+
+def read_texts(text: str | None, file: Path | None, jsonl: Path | None, field: str) -> list[str]:
+    if text is not None:
+        texts = [text]
+    elif file is not None:
+        texts = [read_text_file(file)]
+    else:
+        texts = [row[field] for row in read_jsonl(jsonl, field)]
+    for i, t in enumerate(texts):
+        if not t.strip():
+            raise AssayError("cannot score an empty text" + (f" (item {i + 1})" if len(texts) > 1 else ""))
+    return texts
+
+
+def render(result: dict[str, Any], threshold: float) -> None:
+    """The text with suspicious tokens coloured (yellow from `threshold`, red from 0.8)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    header = f"score {result['score']:.3f}  ({result['n_tokens']} tokens"
+    if "tokens" in result:
+        flagged = sum(t["p_replaced"] >= threshold for t in result["tokens"])
+        header += f", {flagged} flagged at p_replaced >= {threshold:g}"
+    console.print(Text(header + ")", style="bold"))
+    if "tokens" not in result:
+        console.print(result["text"])
+        return
+    body = Text()
+    for token in result["tokens"]:
+        p = token["p_replaced"]
+        style = "bold white on red" if p >= max(0.8, threshold) else "black on yellow" if p >= threshold else ""
+        body.append(token["text"], style=style)
+    console.print(body)
+    console.print()

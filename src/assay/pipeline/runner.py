@@ -1,0 +1,221 @@
+"""The row runner of every pipeline step (step.py): JSONL in, JSONL out, row by row.
+
+    stats = run_rows(rows, process, out_path, RunnerSettings(resume=True), description="vibes")
+
+- Every input row has a stable id (`row_id`); `process(row)` returns the output row (which keeps
+  `row_id`) and the runner appends it to `out_path` as one line, flushed as soon as it is done.
+- `resume=True` reads the ids already in `out_path` and skips those rows, so a killed run loses
+  nothing and duplicates nothing. A line torn by the kill (no final newline or not JSON) is cut
+  off first. Without `resume`, an existing non-empty output is an error, never overwritten
+  silently (`overwrite=True` starts afresh).
+- Rows that fail are written to `<out>.errors.jsonl` (id and one-line error) and not to the
+  output, so a resumed run tries them again.
+- An error-rate monitor (EWMA over finished rows) aborts cleanly above `max_error_rate`: rows in
+  flight are cancelled, everything already written stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from assay.config import Section
+from assay.errors import AssayError, DataError
+from assay.io import atomic_write_json, read_jsonl
+from assay.progress import progress_bar
+
+
+class PipelineAborted(AssayError):
+    """Too many rows failed: the run stopped; what was written is intact and resumable."""
+
+
+class RunnerSettings(Section):
+    limit: int | None = Field(
+        None, ge=1, description="Process at most this many input rows (after skipping done ones)."
+    )
+    resume: bool = Field(False, description="Skip rows whose id is already in the output.")
+    overwrite: bool = Field(False, description="Start afresh even if the output exists.")
+    concurrency: int = Field(8, ge=1, description="Rows in flight at once.")
+    max_error_rate: float = Field(0.25, gt=0, le=1, description="Abort when the EWMA error rate exceeds this.")
+    ewma_alpha: float = Field(0.1, gt=0, le=1, description="Weight of the newest row in the error-rate EWMA.")
+    min_rows: int = Field(8, ge=1, description="Rows finished before the monitor may abort.")
+    progress: bool = True
+
+
+@dataclass
+class RunStats:
+    total: int = 0  # input rows considered (after --limit)
+    skipped: int = 0  # already in the output (resume)
+    written: int = 0
+    failed: int = 0
+    error_rate: float = 0.0  # the EWMA at the end
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)  # first few messages
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"first_errors": self.errors[:5]}
+
+
+class ErrorRateMonitor:
+    """EWMA of row failures; `update` returns True when the run should abort."""
+
+    def __init__(self, threshold: float, alpha: float, min_rows: int):
+        self.threshold, self.alpha, self.min_rows = threshold, alpha, min_rows
+        self.rate, self.seen = 0.0, 0
+
+    def update(self, failed: bool) -> bool:
+        self.seen += 1
+        # Start at the plain mean so the first rows are not under-weighted by the zero prior.
+        alpha = max(self.alpha, 1.0 / self.seen)
+        self.rate = (1 - alpha) * self.rate + alpha * float(failed)
+        return self.seen >= self.min_rows and self.rate > self.threshold
+
+
+def completed_ids(out_path: Path) -> set[str]:
+    """Ids already in an output file, after cutting off a line torn by a kill."""
+    if not out_path.exists():
+        return set()
+    _truncate_torn_tail(out_path)
+    return {str(row["row_id"]) for row in read_jsonl(out_path) if "row_id" in row}
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    data = path.read_bytes()
+    if not data:
+        return
+    keep = len(data)
+    if not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1  # 0 when the only line is torn
+    else:
+        last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+        try:
+            json.loads(data[last_start:])
+        except ValueError:
+            keep = last_start
+    if keep != len(data):
+        with path.open("r+b") as f:
+            f.truncate(keep)
+
+
+def run_rows(
+    rows: Iterable[dict[str, Any]],
+    process: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    out_path: str | Path,
+    settings: RunnerSettings,
+    description: str = "rows",
+) -> RunStats:
+    """Run `process` over `rows` (each with a `row_id`) and append results to `out_path`."""
+    return asyncio.run(arun_rows(rows, process, out_path, settings, description))
+
+
+async def arun_rows(
+    rows: Iterable[dict[str, Any]],
+    process: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+    out_path: str | Path,
+    settings: RunnerSettings,
+    description: str = "rows",
+    on_written: Callable[[dict[str, Any]], None] | None = None,
+) -> RunStats:
+    """`run_rows` in a running event loop. `on_written(result)` runs after each result is written
+    and flushed (e.g. to apply what a row taught only once the row is safely on disk)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    errors_path = out_path.with_name(out_path.stem + ".errors.jsonl")
+    guard_outputs([out_path], settings)
+    if settings.overwrite and not settings.resume:
+        out_path.unlink(missing_ok=True)
+        errors_path.unlink(missing_ok=True)
+    done = completed_ids(out_path) if settings.resume else set()
+
+    stats = RunStats()
+    todo: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for row in rows:
+        if "row_id" not in row:
+            raise DataError(f"{description}: an input row has no row_id")
+        rid = str(row["row_id"])
+        if rid in seen:
+            raise DataError(f"{description}: duplicate row_id {rid!r} in the input")
+        seen.add(rid)
+        if rid in done:
+            stats.skipped += 1
+            continue
+        todo.append(row)
+        if settings.limit is not None and len(todo) >= settings.limit:
+            break
+    stats.total = len(todo)
+
+    monitor = ErrorRateMonitor(settings.max_error_rate, settings.ewma_alpha, settings.min_rows)
+    start = time.perf_counter()
+    queue = iter(todo)
+    with (
+        out_path.open("a", encoding="utf-8") as out,
+        progress_bar(len(todo), description, enabled=settings.progress) as advance,
+    ):
+        pending: dict[asyncio.Task, str] = {}
+
+        def launch() -> None:
+            while len(pending) < settings.concurrency:
+                row = next(queue, None)
+                if row is None:
+                    return
+                pending[asyncio.ensure_future(process(row))] = str(row["row_id"])
+
+        launch()
+        try:
+            while pending:
+                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    rid = pending.pop(task)
+                    failed = task.exception() is not None
+                    if failed:
+                        exc = task.exception()
+                        message = " ".join(str(exc).split()) or type(exc).__name__
+                        stats.failed += 1
+                        stats.errors.append(f"{rid}: {message}")
+                        with errors_path.open("a", encoding="utf-8") as ef:
+                            ef.write(json.dumps({"row_id": rid, "error": message}) + "\n")
+                    else:
+                        result = task.result()
+                        result.setdefault("row_id", rid)
+                        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+                        out.flush()
+                        stats.written += 1
+                        if on_written is not None:
+                            on_written(result)
+                    abort = monitor.update(failed)
+                    advance(1, info=f"{stats.failed} failed, err {monitor.rate:.2f}")
+                    if abort:
+                        raise PipelineAborted(
+                            f"{description}: error rate {monitor.rate:.2f} > {settings.max_error_rate} after "
+                            f"{monitor.seen} rows ({stats.written} written to {out_path}, resumable with --resume); "
+                            f"last error: {stats.errors[-1]}"
+                        )
+                launch()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            out.flush()
+            os.fsync(out.fileno())
+    stats.error_rate = monitor.rate
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def guard_outputs(paths: list[Path], settings: RunnerSettings) -> None:
+    """Refuse to touch an existing output (or its run_config.json) unless resuming or overwriting."""
+    if settings.resume or settings.overwrite:
+        return
+    for path in paths:
+        if path.exists() and path.stat().st_size > 0:
+            raise AssayError(f"{path} already exists: pass --resume to continue it or --overwrite to start afresh")

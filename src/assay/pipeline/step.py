@@ -1,0 +1,171 @@
+"""One pipeline step: the start-up, the LLM client, the row runner and the summary, written once.
+
+A step (`assay synth vibes | configs | score`, `assay correct run`) declares what is its own --
+its outputs, its settings, the jobs it runs (input rows -> one JSONL output each) and its per-row
+function -- and `run_step` does the rest, always in this order:
+
+    1. refuse an existing output unless resuming or overwriting (`guard_outputs`), before anything
+       is written; with --overwrite, the step's extra files are removed (`Step.stale_files`)
+    2. `Step.setup()` (build scorers, load a policy, read inputs: what may fail on bad input)
+    3. write `run_config.json`: the step's non-secret settings
+    4. open one LLM client (when the step has LLM settings) and run every job through the row
+       runner (`runner.arun_rows`: concurrency, resume, errors file, error-rate monitor, progress)
+    5. close the client and the step's resources, then `Step.finish()` builds the summary, which
+       gets the runner's figures per job and the LLM usage of this run
+
+    class Vibes(Step):
+        name = "vibes"
+        def jobs(self): return [Job(rows, self.out_dir / "_progress.jsonl", "vibes")]
+        async def process(self, row): ... self.client.complete_json(...) ...
+
+    summary = run_step(Vibes(out_dir, runner_settings, llm_settings, ...))
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from assay.errors import DataError
+from assay.io import atomic_write_json
+from assay.pipeline.runner import RunnerSettings, RunStats, arun_rows, guard_outputs
+
+
+@dataclass
+class Job:
+    """Input rows (each with a `row_id`) -> one JSONL output file; `description` names the progress bar."""
+
+    rows: Iterable[dict[str, Any]]
+    out: Path
+    description: str
+
+
+class Step:
+    """The parts of a pipeline step that are its own; see the module docstring for the order."""
+
+    name: ClassVar[str]
+
+    def __init__(self, out_dir: str | Path, runner: RunnerSettings, llm=None):
+        self.out_dir = Path(out_dir)
+        self.runner = runner
+        self.llm = llm  # LLMSettings: the step gets a client (self.client) built from them
+        self.client = None
+
+    # -- declared by the step -------------------------------------------------------------------
+    def outputs(self) -> list[Path]:
+        """The files the step appends to (refused if they exist, unless resuming or overwriting)."""
+        raise NotImplementedError
+
+    def stale_files(self) -> list[Path]:
+        """Other files of an earlier run that --overwrite removes (summaries, states)."""
+        return []
+
+    def settings(self) -> dict[str, Any]:
+        """The step's own config sections, for run_config.json (the LLM and runner ones are added)."""
+        return {}
+
+    def run_info(self) -> dict[str, Any]:
+        """More top-level fields of run_config.json (inputs, run tags)."""
+        return {}
+
+    def setup(self) -> None:
+        """After the guard, before run_config.json: build what the rows need."""
+
+    def jobs(self) -> list[Job]:
+        raise NotImplementedError
+
+    async def process(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The per-row function: one input row -> one output row."""
+        raise NotImplementedError
+
+    def written(self, result: dict[str, Any]) -> None:
+        """Called once a result row is written and flushed (e.g. to learn only from rows on disk)."""
+
+    async def close(self) -> None:
+        """Release the step's own resources (always called, also after a failure)."""
+
+    def finish(self, stats: dict[str, RunStats]) -> dict[str, Any]:
+        """The summary, from the runner's figures per job (keyed by description)."""
+        return {"run": {name: s.to_dict() for name, s in stats.items()}}
+
+
+def run_step(step: Step) -> dict[str, Any]:
+    """Run a step with its own event loop and LLM client; returns its summary."""
+    return asyncio.run(arun_step(step))
+
+
+async def arun_step(step: Step, client=None) -> dict[str, Any]:
+    """Run a step in a running event loop. `client`: an open LLM client to share (e.g. between the
+    policies of `assay correct compare`); the usage the summary reports is then this step's part."""
+    guard_outputs(step.outputs(), step.runner)
+    if step.runner.overwrite and not step.runner.resume:
+        for path in step.stale_files():
+            path.unlink(missing_ok=True)
+    step.setup()
+    sections = step.settings()
+    if step.llm is not None:
+        sections["llm"] = step.llm.public_dict()
+    sections["runner"] = step.runner.model_dump()
+    write_run_config(step.out_dir, step.name, sections, step.run_info())
+
+    own = client is None and step.llm is not None
+    if own:
+        from assay.llm.client import LLMClient
+
+        client = LLMClient(step.llm)
+    step.client = client
+    before = client.usage.summary() if client is not None else None
+    stats: dict[str, RunStats] = {}
+    try:
+        for job in step.jobs():
+            stats[job.description] = await arun_rows(
+                job.rows, step.process, job.out, step.runner, job.description, on_written=step.written
+            )
+    finally:
+        try:
+            await step.close()
+        finally:
+            if own:
+                await client.aclose()
+    summary = step.finish(stats)
+    if client is not None:
+        summary["usage"] = usage_delta(before, client.usage.summary())
+    return summary
+
+
+def usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """`after - before` for every number of a usage summary (nested per model), rounded like it."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict):
+            out[key] = usage_delta(old if isinstance(old, dict) else {}, value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            delta = value - (old if isinstance(old, (int, float)) else 0)
+            out[key] = round(delta, 8) if isinstance(delta, float) else delta
+        else:
+            out[key] = value
+    return out
+
+
+def split_files(input_dir: str | Path, splits: list[str], made_by: str) -> list[Path]:
+    """`input_dir/<split>.jsonl` for each split, or one DataError naming every missing file."""
+    files = [Path(input_dir) / f"{name}.jsonl" for name in splits]
+    missing = [str(p) for p in files if not p.exists()]
+    if missing:
+        raise DataError(f"missing split file(s) {', '.join(missing)} (made by `{made_by}`)")
+    return files
+
+
+def write_run_config(
+    out_dir: str | Path, step: str, config: dict[str, Any], extra: dict[str, Any] | None = None
+) -> None:
+    """`run_config.json`: the non-secret settings of a step (its sections, the LLM's, the runner's)."""
+    from assay.version import __version__
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    payload = {"step": step, "assay_version": __version__, "config": config} | (extra or {})
+    atomic_write_json(Path(out_dir) / "run_config.json", payload)

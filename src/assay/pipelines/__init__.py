@@ -1,1 +1,0 @@
-"""Pipelines and experiments that chain training, evaluation and reports."""

@@ -1,5 +1,0 @@
-"""Scorers: things that put a number on a text. `Judge` wraps trained assay judges."""
-
-from assay.scorers.judge import Judge
-
-__all__ = ["Judge"]
