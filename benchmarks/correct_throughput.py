@@ -29,10 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from assay.correct.qa import sample_path
-from assay.llm import LLMClient, LLMSettings
 from assay.correct.config import CorrectConfig
 from assay.correct.engine import arun_correct
+from assay.correct.qa import sample_path
+from assay.llm import LLMClient, LLMSettings
 from assay.pipeline.runner import RunnerSettings
 from common import RESULTS, report  # benchmarks/common.py (the script's folder is on sys.path)
 from llm_throughput import raw_server_rate, start_server

@@ -14,16 +14,14 @@ benchmarks/results/music_retrieval.json.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, report  # noqa: E402
-
 from assay.stats import mean_se  # noqa: E402
+from common import RESULTS, report  # noqa: E402
 
 
 def main() -> None:
@@ -38,8 +36,8 @@ def main() -> None:
 
     from rich.table import Table
 
-    from assay.music.retrieval import RetrievalMap, random_payload
     from assay.io import read_jsonl
+    from assay.music.retrieval import RetrievalMap, random_payload
     from assay.synth.scorers.audio import AudioScorer
 
     rows = [r for r in read_jsonl(args.scored_dir / "TEST.jsonl") if isinstance(r.get("vibe_original"), str)]

@@ -152,7 +152,9 @@ def describe_errors(exc: ValidationError, cls: type[BaseModel]) -> str:
     return "; ".join(dict.fromkeys(messages))
 
 
-def validation_message(exc: ValidationError, prefix: str = "", root: str = "(top level)", limit: int | None = None) -> str:
+def validation_message(
+    exc: ValidationError, prefix: str = "", root: str = "(top level)", limit: int | None = None
+) -> str:
     """A pydantic ValidationError as one line, `path: message; path: message` (the paths under
     `prefix`, `root` for the top level), at most `limit` problems, then how many more there were."""
     lines = list(dict.fromkeys(f"{error_path(err, prefix, root)}: {error_message(err)}" for err in exc.errors()))

@@ -83,7 +83,9 @@ def test_options_left_out_keep_the_base_and_defaults():
 
 
 def test_set_wins_over_flags_and_reaches_the_runner():
-    result = CliRunner().invoke(app, ["job", "z", "--max-concurrency", "16", "--set", "llm.max_concurrency=5", "--limit", "4"])
+    result = CliRunner().invoke(
+        app, ["job", "z", "--max-concurrency", "16", "--set", "llm.max_concurrency=5", "--limit", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert seen["settings"].max_concurrency == 5 and seen["runner"].concurrency == 16
     assert seen["runner"].limit == 4

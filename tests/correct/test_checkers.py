@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from assay.correct.qa import stream_qa
-from assay.errors import AssayError, ConfigError
 from assay.correct.checkers import (
     BoolQChecker,
     Checker,
@@ -20,6 +18,8 @@ from assay.correct.checkers import (
     normalize_answer,
     token_f1,
 )
+from assay.correct.qa import stream_qa
+from assay.errors import AssayError, ConfigError
 
 # --- GSM8K ------------------------------------------------------------------------------------
 

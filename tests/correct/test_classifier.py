@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from assay.llm.testserver import ScriptedServer
 from assay.correct.classifier import FailureClassifier, examples_from_traces, hand_features
 from assay.correct.failure_modes import FAILURE_MODES
+from assay.llm.testserver import ScriptedServer
 from tests.correct.cli import invoke
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from assay.llm.testserver import ScriptedServer
 from assay.correct.failure_modes import FAILURE_MODES
 from assay.correct.policy import STOP, ThompsonPolicy, load_policy
+from assay.llm.testserver import ScriptedServer
 from tests.correct.cli import invoke
 from tests.correct.correct_server import IDS, PATTERNS, respond, sample_lines
 

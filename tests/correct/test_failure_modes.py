@@ -6,13 +6,13 @@ import itertools
 
 import pytest
 
-from assay.errors import AssayError
 from assay.correct.failure_modes import (
     FAILURE_MODES,
     count_flips,
     label_trajectory,
     label_with_answers,
 )
+from assay.errors import AssayError
 
 ALL = [list(t) for n in range(1, 6) for t in itertools.product([False, True], repeat=n)]
 

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from assay.llm.testserver import ScriptedServer
 from assay.correct.policy import ThompsonPolicy
+from assay.llm.testserver import ScriptedServer
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 
 

@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from assay.errors import AssayError
 from assay.correct.policy import (
     STOP,
     Context,
@@ -26,6 +25,7 @@ from assay.correct.policy import (
     turn_bin,
 )
 from assay.correct.templates import load_templates
+from assay.errors import AssayError
 
 CTX = Context.make("anchored", 0.5, 1)
 ARMS = make_arms(["a", "b", "c"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assay.errors import ConfigError
 from assay.correct.templates import STYLES, Template, load_templates, parse_templates
+from assay.errors import ConfigError
 
 
 def test_shipped_library_loads_and_is_large_and_varied():

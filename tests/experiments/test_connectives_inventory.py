@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from assay.data.config import DataConfig
-from assay.experiments.connectives.inventory import CLAUSE_INITIAL, LINE_INITIAL, annotate, coverage, load_inventory
 from assay.data.corpus import load_corpus, named_split
 from assay.data.kjv import TEST_BOOKS, VAL_BOOKS, load_kjv
 from assay.data.tokenizer import build_tokenizer
 from assay.data.tokens import split_texts
 from assay.errors import DataError
+from assay.experiments.connectives.inventory import CLAUSE_INITIAL, LINE_INITIAL, annotate, coverage, load_inventory
 
 
 @pytest.fixture(scope="module")

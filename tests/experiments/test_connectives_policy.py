@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from assay.config import validate
 from assay.data.blocks import gather_blocks
-from assay.experiments.connectives.inventory import annotate, load_inventory
 from assay.data.kjv import load_kjv
 from assay.data.tokenizer import build_tokenizer
-from assay.config import validate
 from assay.errors import ConfigError
 from assay.experiments.connectives.config import ConnectiveStage, ConnectiveTrainingConfig
+from assay.experiments.connectives.inventory import annotate, load_inventory
 from assay.experiments.connectives.policy import ConnectiveBlocks, ConnectivePolicy, ConnectiveStats, water_fill
 from assay.experiments.connectives.task import ClassHeadTransformer
 from assay.masking.config import MaskingConfig

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 
 from assay.config import load_config, validate
-from assay.experiments.connectives.inventory import load_inventory
 from assay.data.kjv import load_kjv
 from assay.data.tokens import prepare_tokens, split_texts
 from assay.errors import ConfigError
-from assay.experiments.connectives.config import ConnectivesExperimentConfig
+from assay.experiments.connectives.config import ConnectivesExperimentConfig, ConnectiveTrainingConfig
 from assay.experiments.connectives.experiment import run_experiment
-from assay.train.checkpoint import load_checkpoint
-from assay.experiments.connectives.config import ConnectiveTrainingConfig
+from assay.experiments.connectives.inventory import load_inventory
 from assay.experiments.connectives.task import TASKS, ClassHeadTransformer, ConnectiveTask
+from assay.train.checkpoint import load_checkpoint
 from assay.train.distributed import Dist
 from assay.train.metrics import read_metrics
 from assay.train.trainer import config_for_resume, train

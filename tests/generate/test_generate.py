@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from assay.generate import generate_causal, generate_diffusion, unmask
-from assay.sampling import draw, probabilities
 from assay.masking.strategies import MaskVocab
 from assay.model import ModelConfig, Transformer
+from assay.sampling import draw, probabilities
 
 VOCAB = MaskVocab(size=69, mask_id=66, special_ids=(65, 66, 67, 68))
 

@@ -10,10 +10,10 @@ from assay.data.tokens import prepare_tokens
 from assay.masking import (
     BertStage,
     Curriculum,
+    MaskVocab,
     RandomStage,
     SpanStage,
     StickyStage,
-    MaskVocab,
     apply_stage,
     mask_bert,
     mask_random,

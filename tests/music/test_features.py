@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assay.music.config import MusicConfigPrompt
 from assay.music.features import (
     BRIGHTNESS_BINS,
     BUSYNESS_BINS,
@@ -18,7 +19,6 @@ from assay.music.features import (
     measure,
 )
 from assay.music.render import render
-from assay.music.config import MusicConfigPrompt
 
 DATA = Path(__file__).parent / "data"
 SR = 44100

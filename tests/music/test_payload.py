@@ -11,7 +11,18 @@ import pytest
 from assay.errors import AssayError
 from assay.music.config import CONFIG_FIELDS, MusicConfigError, MusicConfigPrompt, parse_config
 from assay.music.params import ORDINAL_VALUES, render_params
-from assay.music.payload import dedupe_palette_hexes, format_valid, load_music_json, palette_valid, parse_payload, payload_json_schema, sanitize_payload, schema_hash, schema_valid, validity
+from assay.music.payload import (
+    dedupe_palette_hexes,
+    format_valid,
+    load_music_json,
+    palette_valid,
+    parse_payload,
+    payload_json_schema,
+    sanitize_payload,
+    schema_hash,
+    schema_valid,
+    validity,
+)
 
 DATA = Path(__file__).parent / "data"
 PINNED_SCHEMA_HASH = "96a568ef0398c97673f30eae0fcb8b20b021758b93a53fce4b5d720ecae8d91f"
@@ -68,7 +79,10 @@ def _error(obj) -> str:
         (lambda p: p["palettes"].pop(), "palettes: list should have at least 3 items"),
         (lambda p: p["palettes"].append(copy.deepcopy(p["palettes"][0])), "palettes: list should have at most 3"),
         (lambda p: p["palettes"][1]["colors"].pop(), "palettes.1.colors: list should have at least 5"),
-        (lambda p: p["palettes"][0]["colors"][2].update(hex="#abc"), "palettes.0.colors.2.hex: '#abc' does not match the pattern ^#[0-9a-fA-F]{6}$"),
+        (
+            lambda p: p["palettes"][0]["colors"][2].update(hex="#abc"),
+            "palettes.0.colors.2.hex: '#abc' does not match the pattern ^#[0-9a-fA-F]{6}$",
+        ),
         (lambda p: p["palettes"][0]["colors"][2].update(weight="huge"), "palettes.0.colors.2.weight: 'huge' is not"),
         (lambda p: p["palettes"][2]["colors"][0].update(alpha=1), "palettes.2.colors.0.alpha: unknown field"),
         (lambda p: p["palettes"][2].update(name="x"), "palettes.2.name: unknown field"),

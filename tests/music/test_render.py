@@ -11,9 +11,9 @@ import pytest
 
 from assay.errors import AssayError
 from assay.music import dsp
-from assay.music.render import read_wav, render, render_layers, write_wav
 from assay.music.config import MusicConfigPrompt, allowed_values
 from assay.music.params import render_params
+from assay.music.render import read_wav, render, render_layers, write_wav
 from assay.music.theory import degree_freq, progression, resolve_harmony_style
 
 DATA = Path(__file__).parent / "data"

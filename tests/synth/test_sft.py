@@ -133,8 +133,8 @@ def losses(run: Path, key: str = "train_loss") -> list[float]:
 def test_labels_cover_only_the_assistant_turn(tiny_base, tmp_path):
     from transformers import AutoTokenizer
 
-    from assay.synth.music_configs import build_messages, system_prompt
     from assay.model.transformer import IGNORE_INDEX as IGNORE
+    from assay.synth.music_configs import build_messages, system_prompt
     from assay.synth.sft.data import load_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)

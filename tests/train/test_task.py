@@ -30,13 +30,13 @@ def test_objective_of_a_raw_config(tree, objective):
 
 
 def test_every_task_is_filed_under_its_own_objective():
-    assert TASKS == {
+    assert {
         "diffusion": MaskedDiffusionTask,
         "autoregressive": AutoregressiveTask,
         "token_classification": TokenClassificationTask,
         "sequence_scoring": SequenceScoringTask,
         "connectives": ConnectiveTask,
-    }
+    } == TASKS
     assert all(name == task.objective for name, task in TASKS.items())
     # the core's own table knows only its language models: a stage kind it does not know is no objective
     assert objective_of({"masking": {"stages": [{"kind": "connectives"}]}}, CORE_TASKS) == "diffusion"
@@ -45,7 +45,9 @@ def test_every_task_is_filed_under_its_own_objective():
 
 
 def test_a_config_is_validated_by_its_objectives_config_class(tmp_path):
-    path = write_toml({"masking": {"stages": [{"kind": "connectives", "strategy": "uniform", "p": 0.3}]}}, tmp_path / "c.toml")
+    path = write_toml(
+        {"masking": {"stages": [{"kind": "connectives", "strategy": "uniform", "p": 0.3}]}}, tmp_path / "c.toml"
+    )
     cfg = load_training_config(path, [], TASKS)
     assert isinstance(cfg, ConnectiveTrainingConfig) and cfg.objective == "connectives"
     assert cfg.masking.stages[0].p == 0.3

@@ -12,7 +12,6 @@ import typer
 
 from assay.cli.options import (
     ConfigOpt,
-    with_flags,
     LLMFlags,
     ProgressOpt,
     SeedOpt,
@@ -20,6 +19,7 @@ from assay.cli.options import (
     comma_list,
     llm_options,
     load_with_flags,
+    with_flags,
 )
 
 correct_app = typer.Typer(
@@ -35,13 +35,13 @@ class EpisodeFlags:
 
     dataset: Annotated[str | None, typer.Option("--dataset", help="gsm8k, hotpotqa, boolq, csv or jsonl.")] = None
     data: Annotated[Path | None, typer.Option("--data", help="Question file (default: the shipped sample).")] = None
-    max_turns: Annotated[
-        int | None, typer.Option("--max-turns", min=0, help="Reprompts per question at most (3).")
-    ] = None
+    max_turns: Annotated[int | None, typer.Option("--max-turns", min=0, help="Reprompts per question at most (3).")] = (
+        None
+    )
     lam: Annotated[float | None, typer.Option("--lambda", help="Reward cost per token (0.001).")] = None
-    checker: Annotated[
-        str | None, typer.Option("--checker", help="gsm8k, hotpotqa, boolq, exact or file.py:fn.")
-    ] = None
+    checker: Annotated[str | None, typer.Option("--checker", help="gsm8k, hotpotqa, boolq, exact or file.py:fn.")] = (
+        None
+    )
     temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0).")] = None
     classifier: Annotated[
         Path | None, typer.Option("--classifier", help="Trained classifier folder for the policy context.")

@@ -29,7 +29,7 @@ def render_command(
     """Render a music config to a WAV file and print its measured features."""
     from assay.errors import AssayError
     from assay.music import SAMPLE_RATE, describe, load_music_json, measure, render, write_wav
-    
+
     text = config_json
     if not config_json.lstrip().startswith("{"):
         path = Path(config_json)

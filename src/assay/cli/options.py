@@ -87,7 +87,8 @@ class LLMFlags(EndpointFlags):
         str | None,
         typer.Option(
             "--model",
-            help="LLM: openai/NAME, anthropic/NAME, local/smollm2, or any LiteLLM model string (default local/smollm2).",
+            help="LLM: openai/NAME, anthropic/NAME, local/smollm2, or any LiteLLM model string "
+            "(default local/smollm2).",
         ),
     ] = None
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Process at most this many input records.")] = None

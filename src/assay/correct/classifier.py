@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from assay.errors import ConfigError, DataError
-from assay.stats import auroc, json_number
 from assay.correct.context import answer_keys, count_changes, hedges, predict_context
 from assay.correct.failure_modes import FAILURE_MODES, label_with_answers
+from assay.errors import ConfigError, DataError
+from assay.stats import auroc, json_number
 
 FORMAT = "assay.correct.classifier"
 FORMAT_VERSION = 1

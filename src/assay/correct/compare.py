@@ -53,10 +53,10 @@ def format_compare(rows: list[dict[str, Any]]) -> str:
 
 
 async def arun_compare(run: CorrectRun, out_dir: Path) -> list[dict[str, Any]]:
-    from assay.io import atomic_write_json, atomic_write_text
-    from assay.llm.client import LLMClient
     from assay.correct.engine import arun_correct
     from assay.correct.plots import plot_compare
+    from assay.io import atomic_write_json, atomic_write_text
+    from assay.llm.client import LLMClient
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

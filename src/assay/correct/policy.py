@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from assay.correct.failure_modes import FAILURE_MODES
 from assay.errors import AssayError
 from assay.io import atomic_write_json
-from assay.correct.failure_modes import FAILURE_MODES
 
 STOP = "stop"
 STOP_REWARD = 0.0

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from assay.io import iter_jsonl
 from assay.errors import ConfigError, DataError
+from assay.io import iter_jsonl
 
 DATASETS = ("gsm8k", "hotpotqa", "boolq", "csv", "jsonl")
 # The shipped samples: dataset -> (file in assay/correct/samples, split name used in ids).

@@ -19,11 +19,9 @@ import gzip
 import hashlib
 import importlib.resources
 import importlib.util
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from assay.errors import DataError
 from assay.io import jsonl_rows, read_text_file

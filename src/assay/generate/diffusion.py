@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from assay.sampling import draw, probabilities
 from assay.masking.strategies import MaskVocab
+from assay.sampling import draw, probabilities
 
 
 @torch.no_grad()

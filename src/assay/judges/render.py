@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from assay.io import read_jsonl, read_text_file
 from assay.errors import AssayError
+from assay.io import read_jsonl, read_text_file
 
 
 def read_texts(text: str | None, file: Path | None, jsonl: Path | None, field: str) -> list[str]:

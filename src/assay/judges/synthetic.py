@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from assay.data.providers import MaskedLMProvider
 from assay.data.config import StreamConfig
+from assay.data.providers import MaskedLMProvider
 from assay.data.tokens import prepare_tokens
 from assay.errors import ConfigError
 from assay.generate.diffusion import unmask

@@ -165,9 +165,7 @@ class SequenceScoringTask(JudgeTask):
         }
         if final:
             if self.dist.is_main:
-                calibration_plot(
-                    pred, true, self.out_dir / "calibration.png", f"sequence scorer: {self.out_dir.name}"
-                )
+                calibration_plot(pred, true, self.out_dir / "calibration.png", f"sequence scorer: {self.out_dir.name}")
             if self.cfg.train.baseline:
                 out |= self._sequence_baseline(true)
         return out

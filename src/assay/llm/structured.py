@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from assay.config import validation_message
-
 from assay.llm.types import ChatResponse
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)

@@ -9,7 +9,8 @@ causal attention. The head is chosen by `ModelConfig.mode`:
 
 `forward(idx, targets=None, padding_mask=None, weights=None)` returns `(logits, loss)`; the loss
 is None without targets. `trunk` and `head_outputs` are its two halves, for a training task that
-adds a head of its own on the same hidden states (it subclasses the model; see `train.task.Task`). Label conventions (the same everywhere in assay):
+adds a head of its own on the same hidden states (it subclasses the model; see `train.task.Task`).
+Label conventions (the same everywhere in assay):
 
     language_model    targets (B, T) int64, -100 where there is nothing to predict. With targets
                       the logits are returned only at supervised positions, shape (N, V), in

@@ -54,7 +54,6 @@ THINKING_MAX_CHARS = 1000
 HEX_PATTERN = r"^#[0-9a-fA-F]{6}$"
 
 
-
 class Color(StrictModel):
     hex: str = Field(pattern=HEX_PATTERN, description="#rrggbb")
     weight: Weight = Field(description="Share of the palette, xs to xxl.")

@@ -18,9 +18,9 @@ from assay.errors import AssayError
 from assay.io import atomic_write
 from assay.music import dsp
 from assay.music.config import MusicConfigPrompt
+from assay.music.layers import Scene, layers_for
 from assay.music.params import RenderParams, render_params
 from assay.music.payload import load_music_json
-from assay.music.layers import Scene, layers_for
 from assay.music.theory import progression
 
 SAMPLE_RATE = 44100

@@ -23,8 +23,7 @@ MAP_SPLITS = ("SFT-Train", "SFT-Val", "GRPO")  # never TEST: it is what retrieva
 def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, field: str = "vibe_original") -> dict:
     """Embed the vibe of every row with a selected config in `splits` and write the map."""
     from assay.embeddings import embed
-    from assay.io import write_directory
-    from assay.io import read_jsonl
+    from assay.io import read_jsonl, write_directory
     from assay.pipeline.step import split_files
 
     entries = []

@@ -20,7 +20,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from pydantic import Field
 
 from assay.config import Section
 from assay.errors import AssayError, DataError
-from assay.io import atomic_write_json, read_jsonl
+from assay.io import read_jsonl
 from assay.progress import progress_bar
 
 

@@ -26,10 +26,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
-
-from assay.config import validation_message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assay.config import validation_message
 from assay.serve import generation
 from assay.serve.batcher import Batcher
 from assay.serve.config import ServeConfig

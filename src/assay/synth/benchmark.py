@@ -28,7 +28,6 @@ one line per (source, row) in `benchmark_rows.jsonl`.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -39,8 +38,8 @@ from pydantic import Field
 
 from assay.config import Section
 from assay.errors import ConfigError, DataError
-from assay.synth.config import SynthConfig
 from assay.stats import json_number, mean_se
+from assay.synth.config import SynthConfig
 
 _LABELLED = re.compile(r"^(?P<value>.+):(?P<label>[A-Za-z0-9_.+-]+)$")
 

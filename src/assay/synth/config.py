@@ -7,8 +7,8 @@ from pydantic import Field
 from assay.config import Section
 from assay.llm.settings import LLMSettings
 from assay.pipeline.runner import RunnerSettings
-from assay.synth.music_configs import MusicConfigsConfig
 from assay.synth.ingest import IngestConfig
+from assay.synth.music_configs import MusicConfigsConfig
 from assay.synth.score import ScoreConfig
 from assay.synth.vibes import VibesConfig
 

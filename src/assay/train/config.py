@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from assay.config import Section
-from assay.data.config import DataConfig
-from assay.data.config import StreamConfig
+from assay.data.config import DataConfig, StreamConfig
 from assay.masking.config import MaskingConfig
 from assay.model.config import ModelConfig
 

@@ -26,7 +26,6 @@ from assay.masking.strategies import MaskVocab
 from assay.model.transformer import IGNORE_INDEX
 from assay.rng import generator
 
-
 LN2 = math.log(2)  # nats per bit
 
 

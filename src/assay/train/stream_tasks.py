@@ -5,11 +5,9 @@ judges) subclass `StreamTask`. Validation always covers the stream's whole `val/
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -111,7 +109,6 @@ class StreamTask(Task):
             logits, _ = model(idx[start : start + self.cfg.train.batch_size].to(self.device))
             outputs.append(logits.float().cpu())
         return torch.cat(outputs), self.val[field]
-
 
 
 class StreamMaskedLMTask(StreamTask):

@@ -27,7 +27,6 @@ from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
 from assay.errors import ConfigError
 from assay.io import atomic_write_json, replace_directory
-from assay.model import Transformer
 from assay.progress import console, make_progress
 from assay.rng import stable_seed
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint

@@ -58,7 +58,9 @@ def load_inventory(path: str | Path | None = None) -> Inventory:
     """The shipped inventory (assay/data/connectives.toml) or a user's file of the same shape."""
     try:
         if path is None:
-            raw = (importlib.resources.files("assay.experiments.connectives") / "connectives.toml").read_text(encoding="utf-8")
+            raw = (importlib.resources.files("assay.experiments.connectives") / "connectives.toml").read_text(
+                encoding="utf-8"
+            )
         else:
             raw = Path(path).read_text(encoding="utf-8")
         classes = tomllib.loads(raw)["classes"]

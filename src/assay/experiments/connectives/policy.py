@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from assay.experiments.connectives.inventory import Annotations
 from assay.experiments.connectives.config import ConnectiveStage
+from assay.experiments.connectives.inventory import Annotations
 from assay.masking.strategies import Masked, MaskVocab, mask_random
 from assay.model.transformer import IGNORE_INDEX
 

@@ -1,6 +1,6 @@
-"""The LLM rating scorer (`llm_judge`, LLM-as-a-judge): an LLM reads the vibe and the music payload (it cannot hear the audio)
-and rates `vibe_match` and `audio_quality` in [0, 1]; `final_score` is their harmonic mean, so a
-config must do well on both."""
+"""The LLM rating scorer (`llm_judge`, LLM-as-a-judge): an LLM reads the vibe and the music payload
+(it cannot hear the audio) and rates `vibe_match` and `audio_quality` in [0, 1]; `final_score` is
+their harmonic mean, so a config must do well on both."""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from assay.checkpoint_io import load_optimizer, save_optimizer
 from assay.errors import CheckpointError
 from assay.io import atomic_write_json, write_directory
-from assay.checkpoint_io import load_optimizer, save_optimizer
 from assay.synth.sft.lora import load_adapter_weights, save_adapter
 
 FORMAT = 1

@@ -27,7 +27,6 @@ from assay.errors import DataError
 from assay.model.transformer import IGNORE_INDEX  # the label torch's cross-entropy skips
 
 
-
 @dataclass
 class Example:
     row_id: str

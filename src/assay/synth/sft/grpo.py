@@ -204,8 +204,8 @@ def train_grpo(cfg: GRPOConfig, reward_fn: RewardFn | None = None) -> dict[str, 
     from assay.errors import ConfigError
     from assay.io import atomic_write_json, write_directory
     from assay.rng import generator, stable_seed
-    from assay.train.metrics import MetricsLog
     from assay.synth.sft.lora import enable_gradient_checkpointing, load_base, save_adapter, trainable_parameters, wrap
+    from assay.train.metrics import MetricsLog
 
     if cfg.data is None:
         raise ConfigError("no prompts: give --data GRPO.jsonl (data)")

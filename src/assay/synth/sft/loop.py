@@ -35,11 +35,11 @@ import torch.nn.functional as F
 
 from assay.errors import AssayError, ConfigError, DataError
 from assay.llm.local import THREADS_ENV
+from assay.model.transformer import IGNORE_INDEX
+from assay.synth.sft.config import SFTConfig
+from assay.synth.sft.data import Example, SFTData, collate, load_examples, target_tokens
 from assay.train.distributed import resolve_device
 from assay.train.optim import warmup_cosine
-from assay.synth.sft.config import SFTConfig
-from assay.model.transformer import IGNORE_INDEX
-from assay.synth.sft.data import Example, SFTData, collate, load_examples, target_tokens
 
 
 def assistant_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -148,9 +148,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False, stop_after: int | None = Non
     from assay.io import atomic_write_json, write_directory
     from assay.progress import console, progress_bar
     from assay.rng import stable_seed
-    from assay.train.metrics import MetricsLog
     from assay.synth.sft import checkpoint
     from assay.synth.sft.lora import enable_gradient_checkpointing, load_base, save_adapter, trainable_parameters, wrap
+    from assay.train.metrics import MetricsLog
 
     out = Path(cfg.run.out_dir)
     ckpt_dir = out / "checkpoint"
