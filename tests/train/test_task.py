@@ -64,3 +64,24 @@ def test_a_checkpoint_of_an_objective_the_caller_does_not_know_is_one_clear_erro
         load_checkpoint(judges / "scorer")
     assert issubclass(ObjectiveError, CheckpointError)
     assert load_checkpoint(judges / "scorer", tasks=TASKS).task is SequenceScoringTask
+
+
+def test_a_checkpoint_of_an_earlier_version_loads(tiny_lm, tmp_path):
+    """Configs of format 1 written before the task tables held `model.aux_classes = 0`."""
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(load_checkpoint(tiny_lm).directory, old)
+    config = json.loads((old / "config.json").read_text())
+    config["model"]["aux_classes"] = 0
+    (old / "config.json").write_text(json.dumps(config))
+    ckpt = load_checkpoint(old)
+    assert ckpt.task is MaskedDiffusionTask and ckpt.build_model() is not None
+    config["model"]["aux_classes"] = 3  # a class head the core no longer builds: refused, not ignored
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model.aux_classes: unknown key"):
+        load_checkpoint(old)
+    (old / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="not a JSON object"):
+        load_checkpoint(old)

@@ -29,7 +29,7 @@ ConfigOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set train.max_iters=500 (repeat)."),
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set section.key=value (repeat)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="Which checkpoint of a run: best or last.")]

@@ -10,6 +10,7 @@ from typing import Any
 from assay.errors import AssayError, CheckpointError
 from assay.judges import Judge
 from assay.train.checkpoint import Checkpoint, ObjectiveError, load_checkpoint
+from assay.train.lm_tasks import CORE_TASKS
 
 
 @dataclass
@@ -22,7 +23,12 @@ class LanguageModel:
         try:
             ckpt = load_checkpoint(path)  # the core's language models
         except ObjectiveError as exc:
-            raise CheckpointError(f"--lm {path} is a {exc.objective} run, not a language_model run") from None
+            what = (
+                f"not one of the language models `assay serve` loads ({', '.join(CORE_TASKS)})"
+                if exc.mode == "language_model"
+                else "not a language_model run"
+            )
+            raise CheckpointError(f"--lm {path} is a {exc.objective} run, {what}") from None
         return cls(ckpt, ckpt.build_model())
 
 

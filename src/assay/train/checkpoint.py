@@ -47,8 +47,8 @@ FORMAT = 1
 class ObjectiveError(CheckpointError):
     """A checkpoint of an objective the caller's task table does not know."""
 
-    def __init__(self, directory: Path, objective: str, known: list[str]):
-        self.directory, self.objective = directory, objective
+    def __init__(self, directory: Path, objective: str, mode: str, known: list[str]):
+        self.directory, self.objective, self.mode = directory, objective, mode  # mode: the model's head
         super().__init__(f"{directory} is a {objective} run; this reads only {', '.join(known)} runs")
 
 
@@ -175,11 +175,15 @@ def load_checkpoint(path: str | Path, prefer: str = "best", tasks: TaskTable = C
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{directory} is corrupt (config.json or state.json is not valid JSON)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{directory}: unknown checkpoint format {state.get('format')!r}")
+        found = state.get("format") if isinstance(state, dict) else None
+        raise CheckpointError(f"{directory}: unknown checkpoint format {found!r}")
+    if not isinstance(raw_config, dict):
+        raise CheckpointError(f"{directory} is corrupt (config.json is not a JSON object)")
     raw_config = _upgrade(raw_config)
     objective = objective_of(raw_config, tasks)
     if objective not in tasks:
-        raise ObjectiveError(directory, objective, list(tasks))
+        mode = str((raw_config.get("model") or {}).get("mode", "language_model"))
+        raise ObjectiveError(directory, objective, mode, list(tasks))
     task = tasks[objective]
     try:
         config = validate(task.config_class, raw_config)
@@ -189,10 +193,10 @@ def load_checkpoint(path: str | Path, prefer: str = "best", tasks: TaskTable = C
     return Checkpoint(directory, config, tokenizer, state, task)
 
 
-def _upgrade(raw: Any) -> Any:
+def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """Configs written by earlier versions of format 1: `model.aux_classes` (an auxiliary head that
     is now a task's own) was always saved, and is 0 unless a connective class head was trained."""
-    model = raw.get("model") if isinstance(raw, dict) else None
+    model = raw.get("model")
     if isinstance(model, dict) and model.get("aux_classes") == 0:
         del model["aux_classes"]
     return raw

@@ -3,7 +3,7 @@
     adapter directory     adapter_model.safetensors + adapter_config.json (peft's format) and
                           sft.json (the base model spec and directory it was trained on)
     merged directory      model.safetensors + config.json + tokenizer: an ordinary HF model that
-                          `local/PATH` (assay.llm.local_model) loads
+                          `local/PATH` (assay.llm.local) loads
 
 Loading an adapter reads its config JSON and its safetensors and nothing else (peft's own
 `from_pretrained` would fall back to a pickled .bin), and the base model is loaded in fp32.
@@ -31,17 +31,17 @@ SFT_META = "sft.json"
 def base_directory(spec: str) -> Path:
     """The HF directory a base-model spec names: `local/smollm2` (the dequantised copy of the
     shipped GGUF, written on first use) or `local/PATH`."""
-    from assay.llm import local_model
+    from assay.llm import local
 
     if not spec.startswith("local/"):
         raise AssayError(f"base model {spec!r}: use local/smollm2 or local/PATH (an HF model directory)")
     # (the dequantised copy of the GGUF, written on first use, without keeping load_model's shared copy)
-    return local_model.hf_directory(spec.removeprefix("local/"))
+    return local.hf_directory(spec.removeprefix("local/"))
 
 
 def load_base(spec: str):
     """(model, tokenizer, directory): a fresh fp32 copy of the base model, in train mode."""
-    from assay.llm.local_model import load_hf_directory
+    from assay.llm.local import load_hf_directory
 
     directory = base_directory(spec)
     model, tokenizer = load_hf_directory(directory)
@@ -171,7 +171,7 @@ def merge(peft_model, tokenizer, out_dir: str | Path) -> Path:
     """Fold the adapter into the base weights and write a standalone HF directory (safetensors +
     tokenizer), atomically. `peft_model` is consumed (its layers are replaced by plain ones)."""
     from assay.io import write_directory
-    from assay.llm.local_model import quiet_transformers
+    from assay.llm.local import quiet_transformers
 
     merged = peft_model.merge_and_unload()
     merged.config.use_cache = True  # inference default again

@@ -1,16 +1,16 @@
-"""The local LLM backend: SmolLM2-135M-Instruct (or an HF model directory) on the CPU, no network.
+"""The local LLM backend: a request in, a response out.
 
     backend = LocalBackend("smollm2")
     response = await backend.complete(ChatRequest.prompt("Name a colour.", max_tokens=20))
 
 Plain requests are sampled token by token with the KV cache (temperature 0 = greedy; `top_p`;
 `seed` fixes the text). Requests with `json_schema` go through the schema-guided decoder
-(`local_guided`), whose answer is always JSON valid against the schema. Prompts that start with
-the same system turn reuse its KV state (`local_session.PrefixCache`), so a long shared system
-prompt is prefilled once. See docs/local_llm.md.
+(`guided`, on llguidance), whose answer is always JSON valid against the schema. Prompts that
+start with the same system turn reuse its KV state (`session.PrefixCache`), so a long shared
+system prompt is prefilled once. See docs/local_llm.md.
 
-request.extra understood here: "max_string_tokens" (guided decoding: the token cap of each free
-string, default 64).
+request.extra understood here: "max_string_tokens" (guided decoding: the sampled-token cap of
+each free string, default 64; 0 or None = no cap).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from assay.llm.local_guided import GuidedOptions, SchemaError, compile_schema, generate_json
-from assay.llm.local_model import LocalModel, load_model, resolve
-from assay.llm.local_sampling import pick
-from assay.llm.local_session import KVSession
+from assay.llm.local.guided import GuidedOptions, compile_schema, generate_json
+from assay.llm.local.runtime import LocalModel, load_model, resolve
+from assay.llm.local.session import KVSession
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, Usage
+from assay.sampling import pick
 
 DEFAULT_MAX_TOKENS = 512  # plain generation
 DEFAULT_GUIDED_MAX_TOKENS = 4096  # a guided object: structure and keys count too
@@ -65,21 +65,11 @@ class LocalBackend:
 
     def complete_sync(self, request: ChatRequest) -> ChatResponse:
         """The blocking call `complete` runs in a worker thread."""
-        lm = self.load()
-        schema = None
-        if request.json_schema is not None:
-            try:
-                schema = compile_schema(request.json_schema)
-            except SchemaError as exc:
-                raise LLMError(f"local guided decoding: {exc}") from None
+        grammar = compile_schema(request.json_schema) if request.json_schema is not None else None
         if not request.messages:
             raise LLMError("a chat request needs at least one message")
-        try:
-            string_tokens = int(request.extra.get("max_string_tokens", DEFAULT_STRING_TOKENS))
-        except (TypeError, ValueError):
-            raise LLMError(
-                f"extra max_string_tokens must be an integer, not {request.extra['max_string_tokens']!r}"
-            ) from None
+        string_tokens = _string_cap(request.extra.get("max_string_tokens", DEFAULT_STRING_TOKENS))
+        lm = self.load()
         started = time.perf_counter()
         with lm.lock:
             waited = time.perf_counter() - started
@@ -95,21 +85,27 @@ class LocalBackend:
             else:
                 generator.seed()
             t0 = time.perf_counter()
-            session = KVSession(lm.model, lm.tokenizer, lm.vocab, ids, prefix_len, lm.prefixes)
+            session = KVSession(lm.model, ids, prefix_len, lm.prefixes)
             prefill_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            if schema is not None:
-                # (a tree pass may run a few dozen tokens past the budget: keep that inside the context)
-                max_tokens = min(request.max_tokens or DEFAULT_GUIDED_MAX_TOKENS, room - MIN_ROOM // 2)
+            guided: dict[str, float] = {}
+            if grammar is not None:
                 options = GuidedOptions(
                     temperature=request.temperature,
                     top_p=request.top_p,
                     generator=generator,
-                    max_tokens=max_tokens,
+                    # (a forced run may cross the budget by a few tokens: keep that inside the context)
+                    max_tokens=min(request.max_tokens or DEFAULT_GUIDED_MAX_TOKENS, room - MIN_ROOM // 2),
                     max_string_tokens=string_tokens,
                 )
-                result = generate_json(schema, session, options)
-                text, finish, completion = result.text, result.finish_reason, session.consumed
+                result = generate_json(grammar, session, lm.token_table(), options)
+                text, finish, completion = result.text, result.finish_reason, len(result.tokens)
+                guided = {
+                    "sampled_tokens": float(result.sampled),
+                    "forced_tokens": float(result.forced),
+                    "closing_tokens": float(result.closing),
+                    "grammar_s": result.grammar_s,
+                }
             else:
                 text, finish, completion = _sample(lm, session, request, generator, room)
             decode_s = time.perf_counter() - t1
@@ -120,9 +116,11 @@ class LocalBackend:
             "prompt_tokens": float(len(ids)),
             "completion_tokens": float(completion),
             "decode_s": decode_s,
-            "passes": float(session.passes + session.tree_passes),
-            "tree_passes": float(session.tree_passes),
+            "forward_s": session.forward_s,
+            "passes": float(session.passes),
             "tokens_per_s": completion / decode_s if decode_s > 0 else 0.0,
+            "guided": float(grammar is not None),
+            **guided,
         }
         return ChatResponse(
             text=text,
@@ -141,6 +139,16 @@ def _env_threads() -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise LLMError(f"{THREADS_ENV} must be a positive integer, not {value!r}")
     return int(value)
+
+
+def _string_cap(value) -> int | None:
+    if value is None:
+        return None
+    try:
+        cap = int(value)
+    except (TypeError, ValueError):
+        raise LLMError(f"extra max_string_tokens must be an integer, not {value!r}") from None
+    return cap if cap > 0 else None
 
 
 def context_size(lm: LocalModel) -> int:
@@ -181,6 +189,6 @@ def _sample(lm: LocalModel, session: KVSession, request: ChatRequest, generator,
             finish = "stop"
             break
         out.append(token)
-        session.push_token(token)  # (queued: it runs with the next next_logits call)
+        session.push([token])  # (queued: it runs with the next next_logits call)
     text = lm.tokenizer.decode(out, skip_special_tokens=True)
     return text, finish, len(out) + (finish == "stop")

