@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from assay.errors import DataError
-from assay.io import atomic_write_json
+from assay.io import atomic_write_json, read_jsonl
 from assay.pipeline.runner import RunnerSettings, RunStats, arun_rows, guard_outputs
 
 
@@ -90,6 +90,31 @@ class Step:
     def finish(self, stats: dict[str, RunStats]) -> dict[str, Any]:
         """The summary, from the runner's figures per job (keyed by description)."""
         return {"run": {name: s.to_dict() for name, s in stats.items()}}
+
+
+class SplitFilesStep(Step):
+    """A step over the split files the previous step wrote: `input_dir/<split>.jsonl` -> the same
+    name in `out_dir`, one job per split (`assay synth configs`, `assay synth score`)."""
+
+    made_by: ClassVar[str]  # the command that makes the input files (named when one is missing)
+
+    def __init__(self, input_dir: str | Path, out_dir: str | Path, splits: list[str], runner: RunnerSettings, llm=None):
+        super().__init__(out_dir, runner, llm)
+        self.input_dir = Path(input_dir)
+        self.files = split_files(input_dir, splits, self.made_by)
+
+    def outputs(self) -> list[Path]:
+        return [self.out_dir / p.name for p in self.files]
+
+    def run_info(self) -> dict[str, Any]:
+        return {"input_dir": str(self.input_dir)}
+
+    def jobs(self) -> list[Job]:
+        return [Job(read_jsonl(p), self.out_dir / p.name, f"{self.name} {p.stem}") for p in self.files]
+
+    def split_stats(self, stats: dict[str, RunStats]) -> dict[str, Any]:
+        """The runner's figures per split."""
+        return {job.removeprefix(f"{self.name} "): s.to_dict() for job, s in stats.items()}
 
 
 def run_step(step: Step) -> dict[str, Any]:

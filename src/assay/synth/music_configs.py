@@ -22,7 +22,7 @@ from pydantic import Field
 from assay.config import Section
 from assay.errors import DataError
 from assay.io import read_jsonl
-from assay.pipeline.step import Job, Step, run_step, split_files
+from assay.pipeline.step import SplitFilesStep, run_step
 
 if TYPE_CHECKING:
     from assay.llm.types import ChatRequest
@@ -111,27 +111,18 @@ def select(texts: list[str]) -> dict[str, Any]:
     }
 
 
-class MusicConfigsStep(Step):
+class MusicConfigsStep(SplitFilesStep):
     """Best-of-N candidates for every vibe row of each split file, into the same file name."""
 
     name = "configs"
+    made_by = "assay synth vibes"
 
     def __init__(self, input_dir: Path, out_dir: Path, config: MusicConfigsConfig, llm, runner):
-        super().__init__(out_dir, runner, llm)
-        self.input_dir, self.config = Path(input_dir), config
-        self.files = split_files(input_dir, config.splits, "assay synth vibes")
-
-    def outputs(self) -> list[Path]:
-        return [self.out_dir / p.name for p in self.files]
+        super().__init__(input_dir, out_dir, config.splits, runner, llm)
+        self.config = config
 
     def settings(self) -> dict[str, Any]:
         return {"configs": self.config.model_dump()}
-
-    def run_info(self) -> dict[str, Any]:
-        return {"input_dir": str(self.input_dir)}
-
-    def jobs(self) -> list[Job]:
-        return [Job(read_jsonl(p), self.out_dir / p.name, f"configs {p.stem}") for p in self.files]
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         import asyncio
@@ -149,7 +140,7 @@ class MusicConfigsStep(Step):
 
     def finish(self, stats) -> dict[str, Any]:
         return {
-            "splits": {job.removeprefix("configs "): s.to_dict() for job, s in stats.items()},
+            "splits": self.split_stats(stats),
             "validity": validity_summary(self.out_dir, self.config.splits),
         }
 

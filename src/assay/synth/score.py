@@ -20,7 +20,7 @@ from pydantic import Field
 from assay.config import Section
 from assay.errors import DataError
 from assay.io import read_jsonl
-from assay.pipeline.step import Job, Step, run_step, split_files
+from assay.pipeline.step import SplitFilesStep, run_step
 from assay.synth.scorers.base import Scorer, ScorerError
 
 SPLIT_FILES = ("TEST", "SFT-Val", "GRPO", "SFT-Train")
@@ -107,33 +107,24 @@ async def score_row(row: dict[str, Any], scorers: list[Scorer], vibe_field: str)
     return out
 
 
-class ScoreStep(Step):
+class ScoreStep(SplitFilesStep):
     """Scores every valid candidate of each split file and re-selects the best; no LLM client of its
     own (the llm_judge scorer opens one)."""
 
     name = "score"
+    made_by = "assay synth configs"
 
     def __init__(self, input_dir: Path, out_dir: Path, config: ScoreConfig, llm, runner):
-        super().__init__(out_dir, runner)
-        self.input_dir, self.config, self.llm_settings = Path(input_dir), config, llm
-        self.files = split_files(input_dir, config.splits, "assay synth configs")
+        super().__init__(input_dir, out_dir, config.splits, runner)
+        self.config, self.llm_settings = config, llm
         self.scorers: list[Scorer] = []
-
-    def outputs(self) -> list[Path]:
-        return [self.out_dir / p.name for p in self.files]
 
     def settings(self) -> dict[str, Any]:
         llm = self.llm_settings.public_dict() if self.llm_settings is not None else None
         return {"score": self.config.model_dump(mode="json"), "llm": llm}
 
-    def run_info(self) -> dict[str, Any]:
-        return {"input_dir": str(self.input_dir)}
-
     def setup(self) -> None:
         self.scorers = build_scorers(self.config, self.llm_settings)
-
-    def jobs(self) -> list[Job]:
-        return [Job(read_jsonl(p), self.out_dir / p.name, f"score {p.stem}") for p in self.files]
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         return await score_row(row, self.scorers, self.config.vibe_field)
@@ -144,7 +135,7 @@ class ScoreStep(Step):
 
     def finish(self, stats) -> dict[str, Any]:
         return {
-            "splits": {job.removeprefix("score "): s.to_dict() for job, s in stats.items()},
+            "splits": self.split_stats(stats),
             "means": score_means(self.out_dir, self.config.splits),
         }
 
