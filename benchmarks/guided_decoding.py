@@ -81,15 +81,6 @@ VIBES = [
     "The last dance at a wedding, warm and a little sad.",
     "A storm building over a dark sea.",
 ]
-# Copied from the configs step (assay synth configs) so that this script does not import pipeline code.
-SYSTEM = """You are a composer of generative ambient music. Given a vibe (a mood described in words, \
-inside <vibe>...</vibe>), design one piece that fits it.
-Answer with one JSON object only, with keys in this order: "thinking" (a few sentences on how \
-the sound fits the vibe), "title" (1-6 words), "config" (every music field, using only the \
-allowed labels), "palettes" (3 colour palettes that fit the vibe, each with 5 distinct colours \
-ordered by weight xxl, xl, lg, md, sm).
-The JSON Schema of the answer:
-{schema}"""
 # Wheel sizes in MB, measured with `pip download --no-deps <pin>` (x86_64 Linux, CPython 3.11).
 WHEEL_MB = {
     "llguidance==1.9.1": 3.07,
@@ -107,14 +98,10 @@ PACKAGES = {
 
 
 def music_schema() -> tuple[dict, Callable[[str], dict]]:
-    """The payload schema and validity() of the configs step (wherever the music package keeps them)."""
-    for name in ("assay.music.payload", "assay.music.schema"):
-        try:
-            module = importlib.import_module(name)
-            return module.payload_json_schema(), module.validity
-        except ImportError:
-            continue
-    raise SystemExit("cannot find payload_json_schema / validity in assay.music")
+    """The payload schema and validity() of the configs step."""
+    from assay.music import payload_json_schema, validity
+
+    return payload_json_schema(), validity
 
 
 def is_valid(validity, text: str) -> bool:
@@ -523,10 +510,11 @@ def noise_validity(decoder, compiled, validity, seeds: int) -> dict:
 
 def model_runs(decoder, schema, vibes: list[str], validity, clock: ModelClock) -> dict:
     lm = decoder.lm
-    system = SYSTEM.format(schema=json.dumps(schema, separators=(",", ":")))
+    from assay.synth.music_configs import build_messages  # the configs step's own prompt
+
     runs = []
     for index, vibe in enumerate(vibes):
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": f"<vibe>{vibe}</vibe>"}]
+        messages = build_messages(vibe)
         ids, prefix_len = prompt_ids(lm.tokenizer, messages)
         session = decoder.session(ids, prefix_len)  # (prefill: not timed; the prefix is cached after the first)
         # first token: a cold compile, then the decoder up to its first request for logits
