@@ -48,7 +48,7 @@ class ObjectiveError(CheckpointError):
     """A checkpoint of an objective the caller's task table does not know."""
 
     def __init__(self, directory: Path, objective: str, mode: str, known: list[str]):
-        self.directory, self.objective, self.mode = directory, objective, mode  # mode: the model's head
+        self.objective, self.mode = objective, mode  # mode: the model's head
         super().__init__(f"{directory} is a {objective} run; this reads only {', '.join(known)} runs")
 
 

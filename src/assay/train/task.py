@@ -60,11 +60,6 @@ class Task:
         return cls(cfg, dist, device, tokenizer, splits)
 
     @classmethod
-    def configure(cls, cfg: TrainingConfig, tokenizer) -> None:
-        """Fill in the model settings that come from the data, before the model is built."""
-        cfg.model.vocab_size = tokenizer.vocab_size
-
-    @classmethod
     def build_model(cls, cfg: TrainingConfig) -> Transformer:
         return Transformer(cfg.model)
 

@@ -125,7 +125,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.dist.barrier()
         self.splits, self.tokenizer = self._prepare_data()
-        self.task_cls.configure(cfg, self.tokenizer)
+        cfg.model.vocab_size = self.tokenizer.vocab_size  # the model's vocabulary comes from the data
         if self.resume:
             self.model = self.resume.build_model(self.device)
         else:
