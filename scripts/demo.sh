@@ -16,8 +16,8 @@ if [ -f "$LM/eval.json" ] && [ -z "${DEMO_FRESH:-}" ] && [ "$SCALE" = 1 ]; then
 else
     "$BIN/assay" train -c configs/shakespeare_char.toml --set run.out_dir=$LM --set train.max_iters=$((800 * SCALE))
 fi
-echo "--- a sample (400 characters, 128 denoising steps per window) ---"
-"$BIN/assay" generate $LM --length 400 --steps 128 --seed 0
+echo "--- a sample from the default sampler (256 characters; docs/generation.md) ---"
+"$BIN/assay" generate $LM --length 256 --steps 256 --seed 0
 
 say "2/5 synthetic data: the LM rewrites part of real passages ($((60 * SCALE)) shards of 64, 2 workers)"
 rm -rf $JUDGES
@@ -30,11 +30,7 @@ say "4/5 token classifier (which characters were rewritten?), fine-tuned from th
 "$BIN/assay" train -c $JUDGE_CFG --set model.mode=token_classifier --set run.out_dir=$JUDGES/inspector \
     --set train.max_iters=$((300 * SCALE))
 
-say "5/5 scoring: a real passage, then a rewritten one from the held-out data"
-"$BIN/assay" score $JUDGES "JULIET:
-O Romeo, Romeo! wherefore art thou Romeo?
-Deny thy father and refuse thy name."
-"$BIN/assay" data show $JUDGES/stream --index 7 | grep -E '^(original|score):' | sed 's/^score:/true fraction rewritten:/'
-"$BIN/assay" score $JUDGES "$("$BIN/assay" data show $JUDGES/stream --index 7 --text)"
+say "5/5 50 held-out pairs: does the judge score the rewrite above the real passage?"
+"$BIN/assay" score $JUDGES --pairs $JUDGES/stream --k 50 --examples 2
 "$BIN/assay" report $LM $JUDGES/scorer $JUDGES/inspector
 echo "runs: $LM (language model), $JUDGES/scorer and $JUDGES/inspector (judges), $JUDGES/stream (synthetic data)"

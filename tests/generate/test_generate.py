@@ -89,13 +89,13 @@ def test_random_order_unmasking_also_follows_the_schedule():
         VOCAB,
         steps=6,
         gen=torch.Generator().manual_seed(4),
-        order="random",
+        sampler="random",
         on_step=lambda s, y: counts.append(int((y == VOCAB.mask_id).sum())),
     )
     assert counts == [24 * (6 - s - 1) // 6 for s in range(6)]
     assert not torch.isin(out, torch.tensor(VOCAB.special_ids)).any()
-    with pytest.raises(ValueError, match="order"):
-        unmask(m, x, VOCAB, steps=2, order="sideways")
+    with pytest.raises(ValueError, match="sampler"):
+        unmask(m, x, VOCAB, steps=2, sampler="sideways")
 
 
 def test_window_sizes_and_the_step_callback_of_a_long_generation():
@@ -119,3 +119,74 @@ def test_window_sizes_and_the_step_callback_of_a_long_generation():
     assert [n for _, _, n, _ in seen] == [32] * 3 + [48] * 3 + [50] * 2  # earlier windows, then this one
     assert [m for _, _, _, m in seen] == [21, 10, 0, 10, 5, 0, 1, 0]  # each window's own schedule
     assert len(out) == 50
+
+
+@pytest.mark.parametrize("sampler", ["confidence", "random", "ancestral", "remdm"])
+def test_every_sampler_is_deterministic_by_seed_keeps_the_given_tokens_and_never_emits_specials(sampler):
+    m = model()
+    x = torch.full((3, 30), VOCAB.mask_id)
+    x[:, 10:14] = torch.tensor([7, 8, 9, 10])  # given in the middle (an infill)
+
+    def run(seed):
+        return unmask(
+            m, x, VOCAB, steps=12, top_p=0.9, gen=torch.Generator().manual_seed(seed), sampler=sampler, eta=0.2
+        )
+
+    out = run(1)
+    assert torch.equal(out, run(1))
+    assert not torch.equal(out, run(2))
+    assert torch.equal(out[:, 10:14], x[:, 10:14])  # SUBS carry-over: given tokens never change
+    assert not (out == VOCAB.mask_id).any()
+    assert not torch.isin(out, torch.tensor(VOCAB.special_ids)).any()
+
+
+def test_ancestral_reveals_tokens_for_good_and_reuses_the_models_output_when_nothing_changed():
+    from assay.generate.diffusion import _CachedLogits
+
+    m = model()
+    x = torch.full((1, 16), VOCAB.mask_id)
+    history = []
+    unmask(m, x, VOCAB, steps=64, gen=torch.Generator().manual_seed(3), sampler="ancestral",
+           on_step=lambda s, y: history.append(y.clone()))  # fmt: skip
+    for before, after in zip(history, history[1:], strict=False):
+        kept = before != VOCAB.mask_id
+        assert torch.equal(after[kept], before[kept])  # a revealed token is final
+    calls = []
+    real_call = _CachedLogits.__call__
+
+    def counting(self, y):
+        out = real_call(self, y)
+        calls.append(self.calls)
+        return out
+
+    _CachedLogits.__call__ = counting
+    try:
+        unmask(m, x, VOCAB, steps=64, gen=torch.Generator().manual_seed(3), sampler="ancestral")
+    finally:
+        _CachedLogits.__call__ = real_call
+    # 16 tokens over 64 steps: many steps reveal nothing (no model call at all) and the model runs
+    # only when the input changed since its last run
+    assert calls[-1] <= 16 and calls[-1] < 64
+
+
+def test_remdm_remasks_what_it_wrote_but_ends_with_everything_revealed():
+    m = model()
+    x = torch.full((2, 24), VOCAB.mask_id)
+    x[:, :4] = 3
+    counts, remasked = [], []
+    previous = [x.clone()]
+
+    def watch(s, y):
+        counts.append(int((y == VOCAB.mask_id).sum()))
+        remasked.append(int(((previous[0] != VOCAB.mask_id) & (y == VOCAB.mask_id)).sum()))
+        previous[0] = y.clone()
+
+    out = unmask(m, x, VOCAB, steps=40, gen=torch.Generator().manual_seed(5), sampler="remdm", eta=0.3, on_step=watch)
+    assert sum(remasked) > 0  # some written tokens went back to [MASK]
+    assert counts[-1] == 0 and torch.equal(out[:, :4], x[:, :4])
+    plain = []
+    unmask(m, x, VOCAB, steps=40, gen=torch.Generator().manual_seed(5), sampler="ancestral",
+           on_step=lambda s, y: plain.append(int((y == VOCAB.mask_id).sum())))  # fmt: skip
+    assert all(a >= b for a, b in zip(plain, plain[1:], strict=False))  # ancestral never re-masks
+    with pytest.raises(ValueError, match="eta"):
+        unmask(m, x, VOCAB, steps=2, sampler="remdm", eta=1.5)

@@ -181,7 +181,7 @@ def test_generate_streams_the_denoising_steps(server):
         ({"length": 201}, "length 201 is over the limit of 200"),
         ({"steps": 0}, "steps: input should be greater than or equal to 1"),
         ({"top_p": 0}, "top_p: input should be greater than 0"),
-        ({"order": "sideways"}, "order: 'sideways' is not one of confidence, random"),
+        ({"sampler": "sideways"}, "sampler: 'sideways' is not one of confidence, random, ancestral, remdm"),
         ({"prompt": "p" * 1001}, "the prompt has 1001 characters"),
         ({"lenght": 5}, "lenght: unknown field"),
     ],

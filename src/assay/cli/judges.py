@@ -18,15 +18,36 @@ def score(
     jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Score every row of a JSONL file.")] = None,
     field: Annotated[str, typer.Option(help="JSONL field holding the text.")] = "text",
     threshold: Annotated[float, typer.Option(help="Highlight tokens with p_replaced above this.")] = 0.5,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="A synthetic stream: score K held-out (real passage, rewrite) pairs from its validation split "
+            "and print the share the judge ranks the right way.",
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="--pairs: how many pairs.")] = 50,
+    examples: Annotated[int, typer.Option(help="--pairs: pairs to print with their token highlights.")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Score texts: how much was machine-written (score) and which tokens (p_replaced)."""
     from assay.errors import AssayError
     from assay.judges import Judge
-    from assay.judges.render import read_texts, render
+    from assay.judges.render import read_texts, render, render_pairs
 
-    if sum(x is not None for x in (text, file, jsonl)) != 1:
-        raise AssayError("give exactly one of: TEXT, --file F, --jsonl F")
+    if sum(x is not None for x in (text, file, jsonl, pairs)) != 1:
+        raise AssayError("give exactly one of: TEXT, --file F, --jsonl F, --pairs STREAM")
+    if pairs is not None:
+        from assay.judges.pairs import rank_pairs
+
+        if k < 1:
+            raise AssayError("--k must be at least 1")
+        out = rank_pairs(Judge.load(judge_dir), pairs, k)
+        if as_json:
+            typer.echo(json.dumps({key: v for key, v in out.items() if key != "details"}))
+        else:
+            render_pairs(out, examples, threshold)
+        return
     texts = read_texts(text, file, jsonl, field)
     judge = Judge.load(judge_dir)
     for result in judge.score(texts):

@@ -49,15 +49,38 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder or checkpoint folder.")],
     blocks: Annotated[int | None, typer.Option(help="Validation blocks to use (default: all).")] = None,
     elbo_points: Annotated[int | None, typer.Option(help="t-grid size for the diffusion ELBO.")] = None,
+    stream: Annotated[
+        Path | None,
+        typer.Option(
+            "--stream",
+            metavar="DIR",
+            help="Evaluate on this stream's validation shards instead (a judge on another synthetic stream, "
+            "a diffusion LM on a masked-LM stream); its tokenizer must be the checkpoint's.",
+        ),
+    ] = None,
+    corpus: Annotated[
+        str | None,
+        typer.Option(
+            "--corpus",
+            metavar="SPEC",
+            help="Evaluate on this corpus's validation split instead (a shipped name such as heldout, or a path); "
+            "a judge gets a temporary stream made from it with its own stream's settings.",
+        ),
+    ] = None,
     checkpoint: CheckpointOpt = "best",
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a checkpoint on its validation split: loss, bits/char, and the ELBO for diffusion."""
-    from assay.cli.tasks import TASKS
+    """Evaluate a checkpoint on its validation split (or another stream's or corpus's): loss,
+    bits/char and the ELBO for diffusion; a judge's metrics beside its likelihood baseline."""
+    from assay.cli.tasks import PROVIDERS, TASKS
+    from assay.errors import ConfigError
     from assay.train.checkpoint import load_checkpoint
     from assay.train.evaluate import evaluate_checkpoint
 
-    out = evaluate_checkpoint(load_checkpoint(run_dir, checkpoint, tasks=TASKS), blocks, elbo_points)
+    if stream is not None and corpus is not None:
+        raise ConfigError("--stream and --corpus are exclusive: evaluate on one of them")
+    ckpt = load_checkpoint(run_dir, checkpoint, tasks=TASKS)
+    out = evaluate_checkpoint(ckpt, blocks, elbo_points, stream=stream, corpus=corpus, providers=PROVIDERS)
     if as_json:
         typer.echo(json.dumps(out))
         return
@@ -73,22 +96,29 @@ def generate(
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     prompt: Annotated[str, typer.Option(help="Text to continue (kept as a prefix).")] = "",
-    order: Annotated[
-        str, typer.Option(help="Diffusion: re-mask the least 'confidence' tokens each step, or a 'random' subset.")
-    ] = "confidence",
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="Diffusion sampler: confidence (re-mask the least confident), random, ancestral (MDLM) or "
+            "remdm (ancestral with re-masking). Default: the one docs/generation.md measured best.",
+            show_default=False,
+        ),
+    ] = None,
+    eta: Annotated[float, typer.Option(help="remdm: cap on the probability of re-masking a token per step.")] = 0.02,
     checkpoint: CheckpointOpt = "best",
     as_json: JsonOpt = False,
 ) -> None:
     """Sample text from a language model (diffusion unmasking, or left to right if causal)."""
     from assay.cli.tasks import TASKS
     from assay.errors import AssayError
-    from assay.generate import generate_text
+    from assay.generate import DEFAULT_SAMPLER, generate_text
     from assay.train.checkpoint import load_checkpoint
 
     if not 0.0 < top_p <= 1.0 or temperature < 0:
         raise AssayError("--top-p must be in (0, 1] and --temperature >= 0")
     ckpt = load_checkpoint(run_dir, checkpoint, tasks=TASKS)
-    out = generate_text(ckpt, length, steps, temperature, top_p, seed, prompt, order=order)
+    sampler = sampler or DEFAULT_SAMPLER
+    out = generate_text(ckpt, length, steps, temperature, top_p, seed, prompt, sampler=sampler, eta=eta)
     typer.echo(json.dumps(out) if as_json else out["text"])
 
 

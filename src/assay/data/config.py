@@ -11,7 +11,7 @@ from assay.config import Section
 
 
 class DataConfig(Section):
-    # A shipped corpus ('tinyshakespeare', 'shakespeare') or a path: .txt, folder of .txt, .jsonl
+    # A shipped corpus ('tinyshakespeare', 'shakespeare', 'kjv', 'heldout') or a path: .txt, folder of .txt, .jsonl
     corpus: str = "tinyshakespeare"
     text_field: str = "text"  # JSONL field holding the text
     split: Literal["contiguous", "documents", "named"] = "contiguous"

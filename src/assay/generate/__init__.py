@@ -9,10 +9,12 @@ import torch
 
 from assay.errors import AssayError
 from assay.generate.autoregressive import generate_causal
-from assay.generate.diffusion import generate_diffusion, unmask
+from assay.generate.diffusion import SAMPLERS, generate_diffusion, unmask
 from assay.masking.strategies import MaskVocab
 
-__all__ = ["generate_causal", "generate_diffusion", "generate_text", "unmask"]
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "generate_causal", "generate_diffusion", "generate_text", "unmask"]
+
+DEFAULT_SAMPLER = "confidence"  # chosen by benchmarks/generation.py (docs/generation.md)
 
 
 def generate_text(
@@ -24,7 +26,8 @@ def generate_text(
     seed: int = 0,
     prompt: str = "",
     device: str = "cpu",
-    order: str = "confidence",
+    sampler: str = DEFAULT_SAMPLER,
+    eta: float = 0.02,
     model=None,
     on_step: Callable[[int, int, list[int]], None] | None = None,
 ) -> dict[str, Any]:
@@ -37,8 +40,10 @@ def generate_text(
         raise AssayError(f"{ckpt.directory} is a {cfg.model.mode}; generation needs a language_model checkpoint")
     if length < 1 or steps < 1:
         raise AssayError("--length and --steps must be at least 1")
-    if order not in ("confidence", "random"):
-        raise AssayError(f"--order must be confidence or random, not {order!r}")
+    if sampler not in SAMPLERS:
+        raise AssayError(f"--sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
+    if not 0.0 <= eta <= 1.0:
+        raise AssayError(f"--eta must be in [0, 1], not {eta}")
     tok = ckpt.tokenizer
     model = model if model is not None else ckpt.build_model(device)
     gen = torch.Generator().manual_seed(seed)
@@ -63,7 +68,8 @@ def generate_text(
             gen,
             device,
             on_step=on_step,
-            order=order,
+            sampler=sampler,
+            eta=eta,
         )
         ids = prompt_ids + new
     return {
@@ -71,7 +77,8 @@ def generate_text(
         "tokens": len(ids),
         "objective": cfg.objective,
         "steps": None if cfg.model.causal else steps,
-        "order": None if cfg.model.causal else order,
+        "sampler": None if cfg.model.causal else sampler,
+        "eta": eta if sampler == "remdm" and not cfg.model.causal else None,
         "temperature": temperature,
         "top_p": top_p,
         "seed": seed,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from assay.judges.features import masked_passes
 from assay.masking.strategies import MaskVocab
 
 
@@ -24,18 +24,11 @@ from assay.masking.strategies import MaskVocab
 def token_logprobs(lm, idx: torch.Tensor, vocab: MaskVocab, groups: int = 8, batch_size: int = 32) -> torch.Tensor:
     """(N, T) log p(observed token | context with it masked); NaN at special tokens."""
     out = torch.full(idx.shape, float("nan"))
-    positions = torch.arange(idx.size(1))
     for start in range(0, len(idx), batch_size):
         x = idx[start : start + batch_size].long()
-        maskable = vocab.maskable(x)
-        for g in range(groups):
-            mask = maskable & (positions % groups == g)[None, :]
-            if not mask.any():
-                continue
-            logits, _ = lm(x.masked_fill(mask, vocab.mask_id))  # (B, T, V)
-            logp = F.log_softmax(logits.float(), dim=-1).gather(-1, x[..., None]).squeeze(-1)
-            block = out[start : start + batch_size]
-            block[mask] = logp[mask]
+        block = out[start : start + batch_size]
+        for mask, logp in masked_passes(lm, x, vocab, groups):
+            block[mask] = logp.gather(-1, x[..., None]).squeeze(-1)[mask]
     return out
 
 

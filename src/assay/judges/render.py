@@ -43,3 +43,24 @@ def render(result: dict[str, Any], threshold: float) -> None:
         body.append(token["text"], style=style)
     console.print(body)
     console.print()
+
+
+def render_pairs(out: dict[str, Any], examples: int, threshold: float) -> None:
+    """The ranking shares of `rank_pairs`, then a few pairs (the real passage, then its rewrite)."""
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    at_least = out["min_rewritten"]
+    console.print(
+        f"[bold]{out['share_right']:.0%}[/] of {out['pairs']} held-out pairs ranked the right way "
+        f"(rewrite above the real passage); [bold]{out['share_right_at_least']:.0%}[/] of the "
+        f"{out['pairs_at_least']} with >= {at_least:.0%} rewritten"
+    )
+    shown = sorted(out["details"], key=lambda p: -p["rewritten"])[:: max(1, len(out["details"]) // max(examples, 1))]
+    for pair in shown[:examples]:
+        verdict = "right" if pair["right"] else "WRONG"
+        console.print(f"\n[bold]pair {pair['index']}[/]: {pair['rewritten']:.0%} rewritten, ranked {verdict}")
+        console.print("real passage:", style="dim")
+        render(pair["original"], threshold)
+        console.print("its rewrite:", style="dim")
+        render(pair["rewrite"], threshold)

@@ -31,6 +31,10 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bias: bool = False
     rope_base: float = Field(10000.0, gt=0)
+    # SUBS parameterisation (MDLM): the LM head puts no probability on special tokens ([MASK]
+    # included); `special_ids` is filled in from the tokenizer when a run starts.
+    subs: bool = False
+    special_ids: list[int] = Field(default_factory=list)
     # Filled in from the tokenizer when a run starts; part of the saved model config.
     vocab_size: int | None = Field(None, ge=1)
     # token_classifier
@@ -48,6 +52,8 @@ class ModelConfig(Section):
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:
             raise ValueError(f"head size n_embd/n_head = {self.n_embd // self.n_head} must be even for RoPE")
+        if self.subs and self.vocab_size is not None and any(not 0 <= i < self.vocab_size for i in self.special_ids):
+            raise ValueError(f"special_ids {self.special_ids} out of range for vocab_size {self.vocab_size}")
         if self.mode != "language_model" and self.attention == "causal":
             raise ValueError(f"mode {self.mode!r} needs bidirectional attention, not causal")
         return self

@@ -3,13 +3,16 @@
 Pre-norm blocks, rotary position embeddings, `scaled_dot_product_attention`, bidirectional or
 causal attention. The head is chosen by `ModelConfig.mode`:
 
-    language_model    logits (B, T, V); the LM head shares its weight with the token embedding
+    language_model    logits (B, T, V); the LM head shares its weight with the token embedding;
+                      with `subs` (MDLM's SUBS parameterisation) special tokens get logit -inf
     token_classifier  logits (B, T, C)
     sequence_scorer   logits (B,) -- the score is sigmoid(logit), in [0, 1]
 
 `forward(idx, targets=None, padding_mask=None, weights=None)` returns `(logits, loss)`; the loss
 is None without targets. `trunk` and `head_outputs` are its two halves, for a training task that
 adds a head of its own on the same hidden states (it subclasses the model; see `train.task.Task`).
+`decode(idx, cache)` is the incremental (KV-cached) path of a causal language model, for sampling;
+training never uses it.
 Label conventions (the same everywhere in assay):
 
     language_model    targets (B, T) int64, -100 where there is nothing to predict. With targets
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from assay.model.config import ModelConfig
 
 IGNORE_INDEX = -100
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's cached keys and values, each (B, H, P, D)
 
 
 class Rotary(nn.Module):
@@ -94,6 +98,26 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
         return self.resid_drop(self.proj(y))
 
+    def decode(self, x, rot, cache: KV | None) -> tuple[torch.Tensor, KV]:
+        """Causal attention of new positions x (B, T, C) to the cached keys and values (B, H, P, D)
+        of the P positions before them and to themselves; returns (B, T, C) and the longer cache."""
+        B, T, C = x.shape
+        H, D = self.n_head, C // self.n_head
+        q = apply_rotary(self.q(x).view(B, T, H, D), rot).transpose(1, 2)  # (B, H, T, D)
+        k = apply_rotary(self.k(x).view(B, T, H, D), rot).transpose(1, 2)
+        v = self.v(x).view(B, T, H, D).transpose(1, 2)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)  # (B, H, P + T, D)
+        past = k.size(2) - T
+        # New position i sees keys 0..past+i. SDPA's is_causal aligns the mask top-left, right only
+        # without a past; one new position sees every key and needs no mask.
+        attn_mask = None
+        if past and T > 1:
+            attn_mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=not past and T > 1)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.resid_drop(self.proj(y)), (k, v)
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -118,6 +142,11 @@ class Block(nn.Module):
         x = x + self.attn(self.ln1(x), rot, attn_mask)
         return x + self.mlp(self.ln2(x))
 
+    def decode(self, x, rot, cache: KV | None) -> tuple[torch.Tensor, KV]:
+        h, cache = self.attn.decode(self.ln1(x), rot, cache)
+        x = x + h
+        return x + self.mlp(self.ln2(x)), cache
+
 
 class Transformer(nn.Module):
     """The trunk (`embed`, `blocks`, `ln_f`) plus one head (`head`)."""
@@ -135,6 +164,11 @@ class Transformer(nn.Module):
         if cfg.mode == "language_model":
             self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
             self.head.weight = self.embed.weight  # tied input/output embeddings
+            # SUBS: special tokens ([MASK], [PAD], ...) get logit -inf, i.e. zero probability
+            banned = torch.zeros(cfg.vocab_size, dtype=torch.bool)
+            if cfg.subs:
+                banned[cfg.special_ids] = True
+            self.register_buffer("banned", banned, persistent=False)
         elif cfg.mode == "token_classifier":
             self.head = nn.Linear(cfg.n_embd, cfg.num_classes, bias=True)
             # Weights of the classes in the loss; set once from the training distribution.
@@ -158,8 +192,11 @@ class Transformer(nn.Module):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
 
     # ----------------------------------------------------------------------------------------
-    def trunk(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states (B, T, C) for token ids idx (B, T); padding_mask (B, T) is True on real tokens."""
+    def trunk(
+        self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Hidden states (B, T, C) for token ids idx (B, T); padding_mask (B, T) is True on real tokens;
+        extra (B, T, C), if given, is added to the token embeddings (per-token input features)."""
         B, T = idx.shape
         rot = self.rotary(T, idx.device)
         attn_mask = None
@@ -168,7 +205,8 @@ class Transformer(nn.Module):
             if self.cfg.causal:
                 causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
                 attn_mask = attn_mask & causal
-        x = self.drop(self.embed(idx))
+        x = self.embed(idx)
+        x = self.drop(x if extra is None else x + extra)
         for block in self.blocks:
             x = block(x, rot, attn_mask)
         return self.ln_f(x)
@@ -176,12 +214,36 @@ class Transformer(nn.Module):
     def forward(self, idx, targets=None, padding_mask=None, weights=None):
         return self.head_outputs(self.trunk(idx, padding_mask), targets, padding_mask, weights)
 
+    def decode(self, idx: torch.Tensor, cache: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
+        """Incremental decoding for a causal language model: logits (B, T, V) for new token ids
+        idx (B, T) that follow the P positions held in `cache`, and the cache extended by them.
+
+        cache: None (nothing before idx: a prefill) or one (k, v) pair per layer, each
+        (B, H, P, D), as returned by the previous call. The new tokens take the absolute positions
+        P .. P+T-1 (their rotary angles), so keep P + T within the trained block: to go further,
+        start again from a shorter context (`generate.autoregressive` re-prefills half a block).
+        The logits equal those of `forward` on the whole sequence, up to float rounding.
+        """
+        if self.cfg.mode != "language_model" or not self.cfg.causal:
+            raise ValueError("decode needs a causal language model (a bidirectional one sees the future)")
+        if cache is not None and len(cache) != len(self.blocks):
+            raise ValueError(f"cache has {len(cache)} layers, the model {len(self.blocks)}")
+        past = 0 if cache is None else cache[0][0].size(2)
+        T = idx.size(1)
+        rot = self.rotary(past + T, idx.device)[past:]  # (T, D/2): rotations of positions past..past+T-1
+        x = self.drop(self.embed(idx))
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block.decode(x, rot, None if cache is None else cache[i])
+            new_cache.append(layer_cache)
+        return self._lm_logits(self.ln_f(x)), new_cache
+
     def head_outputs(self, x, targets=None, padding_mask=None, weights=None):
         """(logits, loss) of the model's head on hidden states x (B, T, C) from `trunk`."""
         mode = self.cfg.mode
         if mode == "language_model":
             if targets is None:
-                return self.head(x), None
+                return self._lm_logits(x), None
             return self._lm_loss(x, targets, weights)
         if mode == "token_classifier":
             logits = self.head(x)  # (B, T, C)
@@ -190,9 +252,13 @@ class Transformer(nn.Module):
         logits = self.head(pooled).squeeze(-1)  # (B,)
         return logits, None if targets is None else self._score_loss(logits, targets)
 
+    def _lm_logits(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(x)
+        return logits.masked_fill(self.banned, float("-inf")) if self.cfg.subs else logits
+
     def _lm_loss(self, x, targets, weights):
         keep = targets != IGNORE_INDEX  # (B, T)
-        logits = self.head(x[keep])  # (N, V)
+        logits = self._lm_logits(x[keep])  # (N, V)
         if not logits.numel():
             return logits, x.sum() * 0.0
         if weights is None:

@@ -5,7 +5,7 @@
     GET  /api/models     what is loaded (mode, vocabulary, sizes, training metrics), limits, counters
     POST /api/score      {"texts": [...]} or {"text": "..."} -> {"results": [...]}, each result the
                          object `assay score --json` prints (score, n_tokens, tokens with p_replaced)
-    POST /api/generate   {"prompt", "length", "steps", "temperature", "top_p", "seed", "order",
+    POST /api/generate   {"prompt", "length", "steps", "temperature", "top_p", "seed", "sampler",
                          "stream"} -> the `assay generate --json` object, or NDJSON steps
 
 Every error is JSON `{"error": "<one line>", "status": <code>}`: 413 for a body over

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.generate import generate_text
+from assay.generate import DEFAULT_SAMPLER, generate_text
 from assay.generate.diffusion import window_sizes
 from assay.serve.models import LanguageModel
 
@@ -37,7 +37,8 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(1.0, ge=0, le=10)
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = Field(0, ge=0, lt=2**63)
-    order: Literal["confidence", "random"] = "confidence"
+    sampler: Literal["confidence", "random", "ancestral", "remdm"] = DEFAULT_SAMPLER
+    eta: float = Field(0.02, ge=0, le=1)  # remdm's re-masking cap
     stream: bool = False
 
 
@@ -76,7 +77,8 @@ def run(lm: LanguageModel, req: GenerateRequest, on_step=None) -> dict[str, Any]
         req.top_p,
         req.seed,
         req.prompt,
-        order=req.order,
+        sampler=req.sampler,
+        eta=req.eta,
         model=lm.model,
         on_step=on_step,
     )

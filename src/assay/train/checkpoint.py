@@ -5,6 +5,8 @@
     tokenizer/               the tokenizer (see assay.data.tokenizer)
     state.json               iteration, best validation loss, task state (data cursor, curriculum)
     optimizer.safetensors    AdamW moments; optimizer.json: its param groups
+    training.safetensors     with train.ema_decay: the optimizer's own weights (model.safetensors
+                             then holds their EMA, what every reader of the checkpoint uses)
     rank{r}.safetensors/json per-rank RNG states (torch, masking generator)
 
 `load_checkpoint` is the one reader, used by train (resume, init_from), eval, generate, the judges,
@@ -22,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from assay.checkpoint_io import (
     first_line,
@@ -42,6 +44,7 @@ from assay.train.lm_tasks import CORE_TASKS
 from assay.train.task import Task, TaskTable, objective_of
 
 FORMAT = 1
+TRAINING_WEIGHTS = "training.safetensors"
 
 
 class ObjectiveError(CheckpointError):
@@ -63,6 +66,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rank_state: dict[str, Any] | None = None,
     dist=None,
+    training_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a checkpoint directory atomically. Under DDP every rank calls this (collectively):
     rank 0 writes the shared files, every rank its own RNG state."""
@@ -82,6 +86,9 @@ def save_checkpoint(
         tokenizer.save(tmp / "tokenizer")
         if optimizer is not None:
             save_optimizer(tmp, optimizer)
+        if training_weights is not None:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in training_weights.items()}
+            save_file(tensors, str(tmp / TRAINING_WEIGHTS), metadata={"format": f"assay-{FORMAT}"})
         world = 1 if dist is None else dist.world_size
         atomic_write_json(tmp / "state.json", {"format": FORMAT, "world_size": world} | state)
     _barrier(dist)
@@ -117,6 +124,22 @@ class Checkpoint:
                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
             )
         return model.to(device).eval()
+
+    def load_training_weights(self, model: Transformer) -> bool:
+        """Load the optimizer's own weights (saved beside EMA weights) into `model`; False if the
+        checkpoint has none (its model.safetensors is what was trained)."""
+        path = self.directory / TRAINING_WEIGHTS
+        if not path.exists():
+            return False
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{self.directory}: cannot load {TRAINING_WEIGHTS} ({first_line(exc)})") from None
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        expected = {name for name, _ in model.named_parameters()}
+        if unexpected or expected - set(tensors):
+            raise CheckpointError(f"{self.directory}: {TRAINING_WEIGHTS} does not match the model")
+        return True
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         load_optimizer(self.directory, optimizer)

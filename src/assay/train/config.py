@@ -37,6 +37,8 @@ class TrainConfig(Section):
     elbo_every_eval: bool = False  # ELBO at every evaluation (else only at the end)
     log_interval: int = Field(10, ge=1)
     dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
+    # EMA of the weights (e.g. 0.999), used for evaluation and saved as the checkpoint's weights
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     compile: bool = False  # torch.compile; falls back to eager with a warning if it fails
     plot: bool = True  # loss-curve PNG beside metrics.jsonl
     unfreeze_at_iter: int | None = Field(None, ge=0)  # with model.freeze_transformer: fine-tune all from here

@@ -43,6 +43,7 @@ class Task:
                                       DDP/compiled wrapper, so every parameter is reached through
                                       its forward)
     evaluate(model, final)         -> metrics with at least `val_loss`
+    evaluating_other_data(own)     before a standalone evaluation on data the run did not train on
     state_dict()/load_state_dict()          shared state (the same on every rank), JSON
     rank_state_dict()/load_rank_state_dict()  per-rank state (generators), may hold tensors
     """
@@ -53,6 +54,8 @@ class Task:
     stage_kinds: ClassVar[frozenset[str]] = frozenset()
     # what `assay report` shows of a finished run: (label, eval.json key, its baseline's key or None)
     report_columns: ClassVar[list[tuple[str, str, str | None]]] = [("val loss", "val_loss", None)]
+    # plain names `assay eval` adds beside some metrics (alias -> metric key), e.g. auroc -> val_auroc
+    eval_aliases: ClassVar[dict[str, str]] = {}
     block_len: int
 
     @classmethod
@@ -102,6 +105,12 @@ class Task:
     def load_eval_state(self, state: dict[str, Any]) -> None:
         """What a standalone evaluation of a checkpoint takes from its saved state (e.g. the
         curriculum stage it reached); the data cursor is not needed."""
+
+    def evaluating_other_data(self, own: TrainingConfig) -> None:
+        """Called by a standalone evaluation on data the run did not train on (`assay eval --stream`
+        or `--corpus`; the task's config then names that data), with the run's own config: what
+        the task fits on training data (the judges' baseline direction) should come from the run's
+        own training data while it is still there, never from the data evaluated."""
 
     def rank_state_dict(self) -> dict[str, Any]:
         return {}

@@ -32,6 +32,7 @@ from assay.rng import stable_seed
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
 from assay.train.config import TrainingConfig
 from assay.train.distributed import Dist, resolve_device
+from assay.train.ema import EMA
 from assay.train.lm_tasks import CORE_TASKS
 from assay.train.metrics import MetricsLog, plot_loss_curve
 from assay.train.optim import add_trainable, build_optimizer, lr_at
@@ -126,12 +127,19 @@ class Trainer:
         self.dist.barrier()
         self.splits, self.tokenizer = self._prepare_data()
         cfg.model.vocab_size = self.tokenizer.vocab_size  # the model's vocabulary comes from the data
+        if cfg.model.subs and not self.resume:
+            cfg.model.special_ids = sorted(self.tokenizer.special_ids)
         if self.resume:
-            self.model = self.resume.build_model(self.device)
+            self.model = self.resume.build_model(self.device)  # with EMA: the EMA weights
         else:
             self.model = self.task_cls.build_model(cfg).to(self.device)
         if cfg.model.init_from and not self.resume:
             self._init_from(cfg.model.init_from)
+        self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay else None
+        if self.resume:
+            self.resume.load_training_weights(self.model)  # the optimizer's own weights, if EMA was on
+            if self.ema is not None:
+                self.ema.updates = int(self.resume.state.get("ema_updates", 0))
         self.model.train()
         self.task = self.task_cls.create(cfg, self.dist, self.device, self.tokenizer, self.splits)
         self.task.setup_model(self.model, resumed=self.resume is not None)
@@ -313,13 +321,15 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), tc.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         return total / tc.grad_accum
 
     def _evaluate_and_save(self, final: bool) -> dict[str, Any]:
         self.model.eval()
         # evaluation must not consume the training RNG (resume would then diverge)
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), self._autocast():
+        with torch.random.fork_rng(devices=devices), self._autocast(), self._ema_applied():
             metrics = self.task.evaluate(self.model, final=final)
         self.model.train()
         event = self.task.observe(metrics)
@@ -361,16 +371,25 @@ class Trainer:
             "task": self.task.state_dict(),
         }
         rank_state = {"torch_rng": torch.get_rng_state(), "task": self.task.rank_state_dict()}
-        save_checkpoint(
-            self.out / name,
-            model=self.model,
-            config=self.cfg,
-            tokenizer=self.tokenizer,
-            state=state,
-            optimizer=self.optimizer,
-            rank_state=rank_state,
-            dist=self.dist,
-        )
+        training_weights = None
+        if self.ema is not None:  # the optimizer's own weights, copied before the EMA swap below
+            state["ema_updates"] = self.ema.updates
+            training_weights = {k: v.detach().clone() for k, v in self.model.named_parameters()}  # tied once
+        with self._ema_applied():  # model.safetensors holds the EMA weights
+            save_checkpoint(
+                self.out / name,
+                model=self.model,
+                config=self.cfg,
+                tokenizer=self.tokenizer,
+                state=state,
+                optimizer=self.optimizer,
+                rank_state=rank_state,
+                dist=self.dist,
+                training_weights=training_weights,
+            )
+
+    def _ema_applied(self):
+        return self.ema.applied() if self.ema is not None else nullcontext()
 
     def _write(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:

@@ -153,7 +153,7 @@ $("gen-btn").addEventListener("click", async () => {
     temperature: Number($("gen-temperature").value),
     top_p: Number($("gen-top-p").value),
     seed: Number($("gen-seed").value),
-    order: $("gen-order").value,
+    sampler: $("gen-sampler").value,
     stream: true,
   };
   $("gen-btn").disabled = true;
