@@ -68,6 +68,11 @@ QUICK_GRID = [
     ("ancestral", None, 64, 1.0, 1.0),
     ("remdm", 0.02, 256, 1.0, 0.9),
 ]
+MEDIUM_GRID = [  # the sampler-by-sampler comparison of docs/generation.md (128 steps)
+    (sampler, eta, 128, temperature, top_p)
+    for sampler, eta in (("confidence", None), ("random", None), ("ancestral", None), ("remdm", 0.05))
+    for temperature, top_p in ((1.0, 1.0), (0.8, 0.95))
+]
 GOALS = {"bpc_ratio": 1.15, "entropy_gap": 0.05, "longest_repeat": 2}
 WORD = re.compile(r"[a-z']*[a-z][a-z']*")
 CONDITIONING = (
@@ -220,7 +225,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--length", type=int, default=256, help="characters per sample (<= both blocks)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--grid", choices=("quick", "full"), default="full")
+    parser.add_argument("--grid", choices=("quick", "medium", "full"), default="full")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 samples of 64 chars, the quick grid")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "generation.json")
@@ -242,7 +247,8 @@ def main() -> None:
 
     rows = [real_row(diff_ckpt, args.samples, args.length, ar_model)]
     rows.append(ar_row(ar_ckpt, ar_model, args.samples, args.length, args.seed))
-    for setting in QUICK_GRID if args.grid == "quick" else FULL_GRID:
+    grid = {"quick": QUICK_GRID, "medium": MEDIUM_GRID, "full": FULL_GRID}[args.grid]
+    for setting in grid:
         rows.append(diffusion_row(diff_ckpt, diff_model, ar_model, setting, args.samples, args.length, args.seed))
 
     ar_bpc, real_entropy = rows[1]["bits_per_char"], rows[0]["entropy_bits"]

@@ -9,10 +9,13 @@ The baseline (GLTR-style mean log-probability under the LM, assay.judges.baselin
 the same samples; its direction is learned on the judges' training stream.
 
 Variants (overrides of the judge config; a finished run of the same variant is reused):
-    plain      the config as shipped before issue 17: fine-tuned from the LM, 300 steps
-    features   + the LM's per-token log-probabilities as input features (assay.judges.features)
-    long       plain, 3x the steps
-    ...        see VARIANTS
+    plain          the config as shipped before issue 17: fine-tuned from the LM, 300 steps
+    features       + the LM's per-token log-probabilities as input features (assay.judges.features)
+    features g2    the same from 2 masked passes per text instead of 4 (half the feature cost)
+    features long  features, 3x the steps
+    long           plain, 3x the steps
+    multi-task     a scorer that scores every token (pooling = "tokens": the sequence score is the
+                   mean token probability) and learns from the token labels too
 
     python benchmarks/judges.py --lm runs/shakespeare_char                 # every variant
     python benchmarks/judges.py --lm runs/shakespeare_char --variants plain,features
@@ -33,11 +36,17 @@ from common import RESULTS, report  # benchmarks/common.py (the script's folder 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs/judge_shakespeare.toml"
 PLAIN = ["features.lm_features=false"]
-VARIANTS: dict[str, list[str]] = {
-    "plain": PLAIN,
-    "features": ["features.lm_features=true"],
-    "long": [*PLAIN, "train.max_iters=900", "train.eval_interval=300"],
-    "features long": ["features.lm_features=true", "train.max_iters=900", "train.eval_interval=300"],
+FEATURES = ["features.lm_features=true", "features.groups=4"]
+# name -> (overrides, which judges)
+VARIANTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    "plain": (PLAIN, ("scorer", "inspector")),
+    "features": (FEATURES, ("scorer", "inspector")),
+    "features g2": (["features.lm_features=true", "features.groups=2"], ("scorer",)),
+    "features long": ([*FEATURES, "train.max_iters=900", "train.eval_interval=300"], ("scorer",)),
+    "long": ([*PLAIN, "train.max_iters=900", "train.eval_interval=300"], ("scorer",)),
+    "multi-task": ([*PLAIN, "model.pooling=tokens"], ("scorer",)),
+    "features multi-task": ([*FEATURES, "model.pooling=tokens"], ("scorer",)),
+    "features multi-task long": ([*FEATURES, "model.pooling=tokens", "train.max_iters=900"], ("scorer",)),
 }
 JUDGES = {
     "scorer": ["model.mode=sequence_scorer"],
@@ -126,9 +135,10 @@ def main() -> None:
         table.add_column(col)
     rows = []
     for name in names:
-        for judge, mode in JUDGES.items():
+        overrides, judges = VARIANTS[name]
+        for judge in judges:
             run = args.runs / name.replace(" ", "_") / judge
-            result = train_judge(run, stream, lm, [*mode, *VARIANTS[name]])
+            result = train_judge(run, stream, lm, [*JUDGES[judge], *overrides])
             other = json.loads(assay("eval", str(run), "--stream", str(heldout), "--json"))
             row = {
                 "variant": name,

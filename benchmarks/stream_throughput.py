@@ -26,6 +26,7 @@ import torch
 from assay.config import load_config
 from assay.data.produce import produce_stream
 from assay.data.stream import SHARD_RE, list_shards
+from assay.judges.features import JudgeConfig
 from assay.judges.synthetic import SyntheticProvider
 from assay.judges.tasks import TASKS as JUDGE_TASKS
 from assay.train.config import TrainingConfig
@@ -58,12 +59,13 @@ def judge_overrides(work: Path, lm: Path, stream: Path, name: str, extra=()) -> 
         f"model.init_from={lm}",
         "train.plot=false",
         "train.baseline=false",
+        "features.lm_features=false",  # the stream is measured, not the feature judge's extra LM passes
         *extra,
     ]
 
 
 def judge_config(*args, **kwargs) -> TrainingConfig:
-    return load_config(TrainingConfig, JUDGE, judge_overrides(*args, **kwargs))
+    return load_config(JudgeConfig, JUDGE, judge_overrides(*args, **kwargs))
 
 
 def steady_rate(folder: Path) -> float:
@@ -114,7 +116,7 @@ def main() -> None:
         overrides = judge_overrides(
             work, lm, live, "live", [f"train.max_iters={iters}", f"train.eval_interval={iters}", "stream.max_backlog=8"]
         )
-        cfg = load_config(TrainingConfig, JUDGE, overrides)
+        cfg = load_config(JudgeConfig, JUDGE, overrides)
         sets = [arg for o in overrides for arg in ("--set", o)]
         producer = subprocess.Popen(  # an endless stream, as `assay data produce` makes it
             [sys.executable, "-m", "assay", "data", "produce", "-c", str(JUDGE), "--out", str(live), *sets],

@@ -74,3 +74,39 @@ def test_the_feature_projection_starts_at_zero_so_the_judge_starts_as_the_plain_
     assert trainable == {"head.weight", "head.bias", "feature_proj.weight", "feature_proj.bias"}
     model.freeze_trunk(False)
     assert not any(p.requires_grad for p in model.lm.parameters())
+
+
+def test_a_multi_task_scorer_scores_the_mean_of_its_token_probabilities(tmp_path, tiny_lm, tiny_stream):
+    from assay.model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(
+        ModelConfig(mode="sequence_scorer", pooling="tokens", n_layer=1, n_head=2, n_embd=32, vocab_size=69)
+    )
+    idx = torch.randint(0, 65, (3, 10))
+    real = torch.ones(3, 10, dtype=torch.bool)
+    real[2, 6:] = False
+    logits, _ = model(idx, padding_mask=real)
+    token_p = torch.sigmoid(model.head(model.trunk(idx, real)).squeeze(-1))
+    want = torch.stack([token_p[0].mean(), token_p[1].mean(), token_p[2, :6].mean()])
+    assert torch.allclose(torch.sigmoid(logits), want, atol=1e-5)
+    labels = torch.randint(0, 2, (3, 10))
+    labels[:, 0] = -100
+    _, seq_only = model(idx, torch.rand(3), padding_mask=real)
+    _, both = model(idx, torch.rand(3), padding_mask=real, token_targets=labels)
+    assert both > seq_only  # the token term is added
+    # trained from a stream: the task feeds the token labels, and the run learns
+    tree = stream_tree(
+        tmp_path / "mt", tiny_stream, tiny_lm, model={"pooling": "tokens"}, train={"max_iters": 12, "eval_interval": 6}
+    )
+    task = TASKS["sequence_scoring"]
+    result = trainer.train(validate(JudgeConfig, tree), tasks=TASKS)
+    assert 0.0 < result.final["val_mae"] < 1.0
+    batch = task.create(
+        validate(JudgeConfig, tree), _OneRank(), "cpu", load_checkpoint(tiny_lm).tokenizer
+    ).train_batch()
+    assert batch["token_targets"].shape == batch["idx"].shape
+
+
+class _OneRank:
+    rank, world_size, is_main, enabled = 0, 1, True, False

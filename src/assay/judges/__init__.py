@@ -4,6 +4,8 @@ a model wrote (a sequence scorer) and which tokens (a token classifier, the "ins
     synthetic.py    their training data: real text partly rewritten by the LM (`assay data produce`)
     tasks.py        their training objectives (token_classification, sequence_scoring: `TASKS`)
     baseline.py     the likelihood baseline they are measured against
+    features.py     judges fed the LM's per-token log-probabilities ([features]; `JudgeConfig`)
+    pairs.py        ranking held-out (real passage, rewrite) pairs (`assay score --pairs`)
     calibration.py  the sequence scorer's calibration plot
     judge.py        `Judge`: load trained judges and score texts (`assay score`, `assay.Judge`)
     render.py       reading texts and printing scores in the terminal

@@ -96,10 +96,10 @@ class FeatureJudge(Transformer):
             p.requires_grad = False
         self.lm.eval()
 
-    def forward(self, idx, targets=None, padding_mask=None, weights=None):
+    def forward(self, idx, targets=None, padding_mask=None, weights=None, token_targets=None):
         feats = token_features(self.lm, idx, self.vocab, self.groups, padding_mask) * SCALE
         x = self.trunk(idx, padding_mask, extra=self.feature_proj(feats))
-        return self.head_outputs(x, targets, padding_mask, weights)
+        return self.head_outputs(x, targets, padding_mask, weights, token_targets)
 
     def freeze_trunk(self, frozen: bool = True) -> None:
         super().freeze_trunk(frozen)

@@ -60,6 +60,10 @@ class JudgeTask(StreamTask):
             if lm.tokenizer.fingerprint() != self.tokenizer.fingerprint():
                 raise ConfigError(f"features.lm {lm.directory} uses another tokenizer than the stream")
             model.lm.load_state_dict(lm.build_model().state_dict())
+            if self.dist.is_main:
+                console.print(
+                    f"features: the frozen LM (lm.*) is {lm.directory}, {self.cfg.features.groups} passes per text"
+                )
 
     def __init__(self, cfg, dist, device, tokenizer, splits=None):
         super().__init__(cfg, dist, device, tokenizer, splits)
@@ -212,7 +216,10 @@ class SequenceScoringTask(JudgeTask):
 
     def train_batch(self):
         b = self.batches.next()
-        return {"idx": b["idx"].long(), "targets": b["score"].float()}
+        batch = {"idx": b["idx"].long(), "targets": b["score"].float()}
+        if self.cfg.model.pooling == "tokens":  # a multi-task judge also learns from the token labels
+            batch["token_targets"] = b["token_labels"].long()
+        return batch
 
     @torch.no_grad()
     def evaluate(self, model, final: bool = False) -> dict[str, float]:

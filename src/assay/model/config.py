@@ -40,8 +40,12 @@ class ModelConfig(Section):
     # token_classifier
     num_classes: int = Field(2, ge=2)
     # sequence_scorer
-    pooling: Literal["cls", "mean"] = "cls"
+    # "tokens": a multi-task judge: the head scores every token and the sequence score is the mean
+    # of their probabilities, trained on the sequence target and (weight token_loss_weight) on the
+    # tokens' labels when the batch has them
+    pooling: Literal["cls", "mean", "tokens"] = "cls"
     score_loss: Literal["mse", "bce"] = "mse"
+    token_loss_weight: float = Field(1.0, ge=0.0)
     # transfer learning
     init_from: str | None = None  # a run/checkpoint: its trunk weights start this model (heads that differ are skipped)
     freeze_transformer: bool = False  # train the head only (until train.unfreeze_at_iter)

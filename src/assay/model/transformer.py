@@ -21,7 +21,8 @@ Label conventions (the same everywhere in assay):
                       vocabulary projection of the positions it does not predict. Optional
                       `weights` (B, T) make the loss sum(w * ce) / sum(w) (e.g. the ELBO's 1/t).
     token_classifier  targets (B, T) int64 with -100 ignored; optional class weights (a buffer).
-    sequence_scorer   targets (B,) float in [0, 1]; MSE on sigmoid(logit), or BCE.
+    sequence_scorer   targets (B,) float in [0, 1]; MSE on sigmoid(logit), or BCE. With
+                      pooling "tokens", optional token_targets (B, T) add a per-token BCE.
 """
 
 from __future__ import annotations
@@ -211,8 +212,8 @@ class Transformer(nn.Module):
             x = block(x, rot, attn_mask)
         return self.ln_f(x)
 
-    def forward(self, idx, targets=None, padding_mask=None, weights=None):
-        return self.head_outputs(self.trunk(idx, padding_mask), targets, padding_mask, weights)
+    def forward(self, idx, targets=None, padding_mask=None, weights=None, token_targets=None):
+        return self.head_outputs(self.trunk(idx, padding_mask), targets, padding_mask, weights, token_targets)
 
     def decode(self, idx: torch.Tensor, cache: list[KV] | None = None) -> tuple[torch.Tensor, list[KV]]:
         """Incremental decoding for a causal language model: logits (B, T, V) for new token ids
@@ -238,8 +239,10 @@ class Transformer(nn.Module):
             new_cache.append(layer_cache)
         return self._lm_logits(self.ln_f(x)), new_cache
 
-    def head_outputs(self, x, targets=None, padding_mask=None, weights=None):
-        """(logits, loss) of the model's head on hidden states x (B, T, C) from `trunk`."""
+    def head_outputs(self, x, targets=None, padding_mask=None, weights=None, token_targets=None):
+        """(logits, loss) of the model's head on hidden states x (B, T, C) from `trunk`.
+        token_targets (B, T): per-token labels (>0 = positive, -100 ignored) for a sequence scorer
+        with `pooling = "tokens"` (a multi-task judge); ignored otherwise."""
         mode = self.cfg.mode
         if mode == "language_model":
             if targets is None:
@@ -248,6 +251,8 @@ class Transformer(nn.Module):
         if mode == "token_classifier":
             logits = self.head(x)  # (B, T, C)
             return logits, None if targets is None else self._token_loss(logits, targets)
+        if self.cfg.pooling == "tokens":
+            return self._token_pooled_score(x, targets, padding_mask, token_targets)
         pooled = x[:, 0] if self.cfg.pooling == "cls" else _mean_pool(x, padding_mask)  # (B, C)
         logits = self.head(pooled).squeeze(-1)  # (B,)
         return logits, None if targets is None else self._score_loss(logits, targets)
@@ -272,6 +277,28 @@ class Transformer(nn.Module):
         if not (targets != IGNORE_INDEX).any():
             return flat.sum() * 0.0
         return F.cross_entropy(flat, targets.reshape(-1), weight=self.class_weights, ignore_index=IGNORE_INDEX)
+
+    def _token_pooled_score(self, x, targets, padding_mask, token_targets):
+        """Sequence score = mean over real tokens of sigmoid(token logit); returned as its logit."""
+        token_logits = self.head(x).squeeze(-1)  # (B, T)
+        real = torch.ones_like(token_logits) if padding_mask is None else padding_mask.to(token_logits.dtype)
+        p = (torch.sigmoid(token_logits) * real).sum(1) / real.sum(1).clamp_min(1.0)  # (B,)
+        logits = torch.logit(p, eps=1e-6)
+        if targets is None:
+            return logits, None
+        t = targets.to(p.dtype)
+        if self.cfg.score_loss == "bce":
+            loss = F.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), t)
+        else:
+            loss = F.mse_loss(p, t)
+        if token_targets is not None and self.cfg.token_loss_weight > 0:
+            keep = token_targets != IGNORE_INDEX
+            if keep.any():
+                labels = (token_targets[keep] > 0).to(token_logits.dtype)
+                loss = loss + self.cfg.token_loss_weight * F.binary_cross_entropy_with_logits(
+                    token_logits[keep], labels
+                )
+        return logits, loss
 
     def _score_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.to(logits.dtype)

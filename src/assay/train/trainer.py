@@ -177,10 +177,14 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         report = init_from_checkpoint(self.model, path, self.tokenizer)
+
+        def names(found: list[str], most: int = 8) -> str:
+            return ", ".join(found[:most]) + (f" and {len(found) - most} more" if len(found) > most else "")
+
         self._log(
             f"init_from {path}: loaded {len(report['loaded'])} tensors"
-            + (f"; new (freshly initialised): {', '.join(report['new'])}" if report["new"] else "")
-            + (f"; skipped (shape differs): {', '.join(report['skipped'])}" if report["skipped"] else "")
+            + (f"; new (freshly initialised): {names(report['new'])}" if report["new"] else "")
+            + (f"; skipped (shape differs): {names(report['skipped'])}" if report["skipped"] else "")
         )
 
     def _unfreeze_due(self) -> bool:
