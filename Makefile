@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install assay, train the Shakespeare masked-diffusion LM, make
-#               synthetic data with it, fine-tune two judges and score texts (~8 min on 2 cores;
+#               synthetic data with it, fine-tune two judges and rank 50 held-out pairs (~9 min on 2 cores;
 #               `make demo DEMO_SCALE=4` for a bigger run)
 #   make synth-demo  the LLM synthetic-data pipeline offline with a local model (docs/synth.md)
 #   make test   install the dev dependencies into .venv (and Debian's chromium, as root) and run the test suite

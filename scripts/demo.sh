@@ -17,7 +17,7 @@ else
     "$BIN/assay" train -c configs/shakespeare_char.toml --set run.out_dir=$LM --set train.max_iters=$((300 * SCALE))
 fi
 echo "--- a sample from the default sampler (256 characters; docs/generation.md) ---"
-"$BIN/assay" generate $LM --length 256 --steps 256 --seed 0
+"$BIN/assay" generate $LM --length 256 --steps 128 --seed 0
 
 say "2/5 synthetic data: the LM rewrites part of real passages ($((60 * SCALE)) shards of 64, 2 workers)"
 rm -rf $JUDGES

@@ -54,6 +54,11 @@ def test_generate_json_and_text(run_dir):
     assert again["text"] == out["text"]
     plain = assay("generate", run_dir, "--length", 20, "--steps", 4, "--prompt", "ROMEO:").stdout
     assert plain.startswith("ROMEO:")
+    assert out["sampler"] == "ancestral" and out["eta"] is None  # the default sampler
+    remdm = json.loads(assay("generate", run_dir, "--length", 30, "--sampler", "remdm", "--eta", 0.1, "--json").stdout)
+    assert remdm["sampler"] == "remdm" and remdm["eta"] == 0.1 and len(remdm["text"]) == 30
+    bad = assay("generate", run_dir, "--sampler", "sideways", check=False)
+    assert bad.returncode != 0 and "--sampler must be one of" in bad.stderr
 
 
 def test_eval_json(run_dir):

@@ -159,7 +159,8 @@ def stream(server, params) -> list[dict]:
 
 
 def test_generate_streams_the_denoising_steps(server):
-    params = {"length": 48, "steps": 5, "seed": 1}  # block 32: two windows (32, then 16 after 16 of context)
+    # block 32: two windows (32, then 16 after 16 of context); the confidence sampler's linear schedule
+    params = {"length": 48, "steps": 5, "seed": 1, "sampler": "confidence"}
     events = stream(server, params)
     start, steps, done = events[0], events[1:-1], events[-1]
     assert start["event"] == "start" and start["windows"] == 2 and start["steps"] == 5

@@ -101,6 +101,8 @@ def test_page_streams_a_diffusion_generation(page, server):
     assert page.is_visible("#panel-generate") and page.is_hidden("#panel-score")
     for field, value in (("#gen-length", "48"), ("#gen-steps", "6"), ("#gen-seed", "4")):
         page.fill(field, value)
+    assert page.input_value("#gen-sampler") == "ancestral"  # the default sampler
+    page.select_option("#gen-sampler", "confidence")  # its linear schedule is checked below
     page.evaluate(
         """() => { window.maskCounts = [];
         new MutationObserver(() => window.maskCounts.push(document.querySelectorAll('#gen-output .mask').length))
@@ -115,7 +117,8 @@ def test_page_streams_a_diffusion_generation(page, server):
     counts = page.evaluate("window.maskCounts")
     assert counts and all(any(c == want for want in seen) for c in counts), (counts, schedule)
     assert page.locator("#gen-output .mask").count() == 0
-    want = server.post("/api/generate", {"length": 48, "steps": 6, "seed": 4, "top_p": 0.95})[1]["text"]
+    params = {"length": 48, "steps": 6, "seed": 4, "top_p": 0.95, "sampler": "confidence"}
+    want = server.post("/api/generate", params)[1]["text"]
     assert page.inner_text("#gen-output") == want
     assert "done: 48 tokens, 12 denoising steps" in page.inner_text("#gen-status")
     page.screenshot(path=str(ARTIFACTS / "serve_generate.png"), full_page=True)

@@ -14,7 +14,7 @@ from assay.masking.strategies import MaskVocab
 
 __all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "generate_causal", "generate_diffusion", "generate_text", "unmask"]
 
-DEFAULT_SAMPLER = "confidence"  # chosen by benchmarks/generation.py (docs/generation.md)
+DEFAULT_SAMPLER = "ancestral"  # chosen by benchmarks/generation.py (docs/generation.md)
 
 
 def generate_text(
