@@ -15,3 +15,12 @@ def report(table, result: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def choose(spec: str, known, what: str) -> list[str]:
+    """The names of a comma-separated `spec`, each one of `known` (else exit with a one-line error)."""
+    names = spec.split(",")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what} {unknown}; known: {', '.join(known)}")
+    return names

@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import RESULTS, report  # benchmarks/common.py (the script's folder is on sys.path)
+from common import RESULTS, choose, report  # benchmarks/common.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 STRATIFIED = 'masking.stages=[{kind="random", rate=[0.0, 1.0], stratified=true}]'
@@ -106,10 +106,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/bench/diffusion_recipe"))
     ap.add_argument("--out", type=Path, default=RESULTS / "diffusion_recipe.json")
     args = ap.parse_args()
-    names = args.rows.split(",")
-    unknown = [n for n in names if n not in ROWS]
-    if unknown:
-        raise SystemExit(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
+    names = choose(args.rows, ROWS, "rows")
     jobs = []
     for name in names:
         overrides, cost = ROWS[name]

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, report  # benchmarks/common.py (the script's folder is on sys.path)
+from common import RESULTS, choose, report  # benchmarks/common.py (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs/judge_shakespeare.toml"
@@ -117,10 +117,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/bench/judges"))
     ap.add_argument("--out", type=Path, default=RESULTS / "judges.json")
     args = ap.parse_args()
-    names = args.variants.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    names = choose(args.variants, VARIANTS, "variants")
     lm = args.lm.resolve()
     stream, heldout = args.runs / "stream", args.runs / "heldout"
     produce_s = produce(stream, lm, args.shards, [])
