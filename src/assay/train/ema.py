@@ -32,14 +32,15 @@ class EMA:
         torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
 
     @contextmanager
-    def applied(self) -> Iterator[None]:
-        """The model holds the EMA weights inside the block, its own weights again after it."""
+    def applied(self) -> Iterator[list[torch.Tensor]]:
+        """The model holds the EMA weights inside the block, its own weights again after it. Yields
+        the copy of its own weights (in `model.parameters()` order), e.g. to save them."""
         with torch.no_grad():
             own = [p.detach().clone() for p in self.params]
             for p, s in zip(self.params, self.shadow, strict=True):
                 p.copy_(s)
         try:
-            yield
+            yield own
         finally:
             with torch.no_grad():
                 for p, o in zip(self.params, own, strict=True):

@@ -375,22 +375,26 @@ class Trainer:
             "task": self.task.state_dict(),
         }
         rank_state = {"torch_rng": torch.get_rng_state(), "task": self.task.rank_state_dict()}
-        training_weights = None
-        if self.ema is not None:  # the optimizer's own weights, copied before the EMA swap below
-            state["ema_updates"] = self.ema.updates
-            training_weights = {k: v.detach().clone() for k, v in self.model.named_parameters()}  # tied once
-        with self._ema_applied():  # model.safetensors holds the EMA weights
-            save_checkpoint(
-                self.out / name,
-                model=self.model,
-                config=self.cfg,
-                tokenizer=self.tokenizer,
-                state=state,
-                optimizer=self.optimizer,
-                rank_state=rank_state,
-                dist=self.dist,
-                training_weights=training_weights,
-            )
+        if self.ema is None:
+            self._write_checkpoint(name, state, rank_state, None)
+            return
+        state["ema_updates"] = self.ema.updates
+        with self.ema.applied() as own:  # model.safetensors holds the EMA weights, training.safetensors its own
+            names = [n for n, _ in self.model.named_parameters()]  # the order of parameters(), tied once
+            self._write_checkpoint(name, state, rank_state, dict(zip(names, own, strict=True)))
+
+    def _write_checkpoint(self, name: str, state, rank_state, training_weights) -> None:
+        save_checkpoint(
+            self.out / name,
+            model=self.model,
+            config=self.cfg,
+            tokenizer=self.tokenizer,
+            state=state,
+            optimizer=self.optimizer,
+            rank_state=rank_state,
+            dist=self.dist,
+            training_weights=training_weights,
+        )
 
     def _ema_applied(self):
         return self.ema.applied() if self.ema is not None else nullcontext()
