@@ -37,13 +37,18 @@ synth-demo: $(VENV)/.installed
 	BIN=$(BIN) sh scripts/synth_demo.sh
 
 # The page tests of `assay serve` drive Debian's Chromium. Install it where we can (root with apt-get);
-# elsewhere those tests skip and say why.
+# elsewhere those tests skip and say why. Under CI (CI=true) they must run: failing to install is an error.
+IN_CI := $(filter 1 true yes TRUE True,$(CI))
+
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian's chromium for the page tests"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "note: could not install chromium; the page tests will be skipped"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || { \
+	      if [ -n "$(IN_CI)" ]; then echo "error: could not install chromium, which the page tests need under CI"; exit 1; fi; \
+	      echo "note: could not install chromium; the page tests will be skipped"; }; \
+	  elif [ -n "$(IN_CI)" ]; then \
+	    echo "error: chromium is not installed and cannot be here (apt-get install chromium as root); CI runs the page tests"; exit 1; \
 	  else echo "note: chromium is not installed (apt-get install chromium); the page tests will be skipped"; fi; }
 
 test: $(VENV)/.installed-dev browser

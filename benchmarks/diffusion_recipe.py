@@ -63,7 +63,7 @@ def run_one(name: str, overrides: list[str], iters: int, seed: int, out: Path) -
         if previous["overrides"] == overrides and previous["iters"] == iters:
             return previous["result"]
     cmd = [
-        sys.executable, "-m", "assay", "train", "-c", str(ROOT / "configs/shakespeare_char.toml"),
+        sys.executable, "-m", "assay", "train", "--overwrite", "-c", str(ROOT / "configs/shakespeare_char.toml"),
         "--set", f"run.out_dir={out}", "--set", f"run.seed={seed}", "--set", "run.threads=1",
         "--set", f"train.max_iters={iters}", "--set", "train.plot=false",
     ]  # fmt: skip

@@ -85,7 +85,7 @@ def train_judge(run: Path, stream: Path, lm: Path, overrides: list[str]) -> dict
         return json.loads(done.read_text())["result"]
     started = time.perf_counter()
     common = [f"run.out_dir={run}", f"data.stream={stream}", f"stream.lm={lm}", f"model.init_from={lm}"]
-    assay("train", "-c", str(CONFIG), *sets([*common, *overrides]))
+    assay("train", "--overwrite", "-c", str(CONFIG), *sets([*common, *overrides]))
     result = {"seconds": time.perf_counter() - started, "own": json.loads((run / "eval.json").read_text())}
     done.write_text(json.dumps({"overrides": overrides, "result": result}))
     return result

@@ -42,7 +42,8 @@ BUDGETS = {"demo": 500.0, "long": 1200.0}
 
 def train(config: str, out: Path, overrides: list[str]) -> float:
     """Run `assay train` in a subprocess with one thread; returns its wall seconds."""
-    cmd = [sys.executable, "-m", "assay", "train", "-c", str(ROOT / config), "--set", f"run.out_dir={out}"]
+    cmd = [sys.executable, "-m", "assay", "train", "--overwrite", "-c", str(ROOT / config)]
+    cmd += ["--set", f"run.out_dir={out}"]
     for o in ["run.threads=1", "train.plot=false", *overrides]:
         cmd += ["--set", o]
     started = time.perf_counter()

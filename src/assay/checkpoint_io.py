@@ -92,13 +92,26 @@ def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
     path = Path(path)
     if (path / "model.safetensors").exists():
         return path
-    order = [prefer, "last" if prefer == "best" else "best"]
-    for name in order + [f"{n}.old" for n in order]:  # *.old: a crash in the middle of a swap
+    if prefer not in ("best", "last"):
+        raise CheckpointError(f"no checkpoint called {prefer!r}: a run has best/ and last/")
+    other = "last" if prefer == "best" else "best"
+    # <name>.old: the intact copy a save killed between the two renames of its swap leaves behind,
+    # which is newer than the other checkpoint (see assay.io.replace_directory)
+    for name in (prefer, f"{prefer}.old", other, f"{other}.old"):
         if (path / name / "model.safetensors").exists():
             return path / name
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
     raise CheckpointError(f"{path} holds no checkpoint (no model.safetensors in it, its best/ or its last/)")
+
+
+def run_folder(path: str | Path) -> Path:
+    """The run a path names: the run folder itself, or the run holding a checkpoint folder given
+    directly (RUN/last, RUN/best, RUN/last.old)."""
+    path = Path(path)
+    if path.name in ("best", "last", "best.old", "last.old") and (path / "model.safetensors").exists():
+        return path.parent
+    return path
 
 
 def first_line(exc: BaseException) -> str:

@@ -13,16 +13,9 @@ from assay.correct.failure_modes import FAILURE_MODES
 from assay.llm.testserver import ScriptedServer
 from tests.correct.cli import invoke
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
+from tests.correct.traces import make_trace as trace
 
 N = N_HEDGED
-
-
-def trace(turns: list[tuple[str, str | None, bool]], qid: str = "q1", question: str = "Q?") -> dict:
-    return {
-        "question_id": qid,
-        "question": question,
-        "turns": [{"answer": a, "extracted": k, "correct": c} for a, k, c in turns],
-    }
 
 
 def test_examples_have_the_prefix_mode_and_current_correctness():
@@ -83,7 +76,7 @@ def test_loaded_classifier_predicts_and_drives_the_engine(trained):
     summary = json.loads((tmp / "with_clf" / "summary.json").read_text())
     assert summary["predictor"] == "classifier:clf"
     for t in traces:
-        for turn in t["turns"][1:]:
+        for turn in t["turns"]:  # every answer is classified, the last one included
             assert turn["error_mode"] in FAILURE_MODES and 0.0 <= turn["confidence_score"] <= 1.0
 
 
@@ -92,6 +85,7 @@ def test_bad_classifier_inputs_are_one_line(tmp_path):
     assert result.exit_code == 2 and result.output.startswith("error:") and result.output.count("\n") == 1
     (tmp_path / "x.jsonl").write_text('{"a": 1}\n')
     result = invoke(["correct", "train-classifier", tmp_path / "x.jsonl", "--out", tmp_path / "c"])
-    assert result.exit_code == 2 and "not a traces file" in result.output
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "x.jsonl line 1 is not a trace" in result.output and "missing trace_id, dataset_name" in result.output
     result = invoke(["correct", "run", "--out", tmp_path / "r", "--classifier", tmp_path, "--no-progress"])
     assert result.exit_code == 2 and "not a classifier folder" in result.output

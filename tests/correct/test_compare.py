@@ -43,7 +43,7 @@ def test_compare_runs_every_policy_on_the_same_questions(data, tmp_path):
         assert summary["n"] == 6 and (out / name / "plots" / "run.png").stat().st_size > 0
         # usage is this policy's own (the client is shared): one request per answer
         assert summary["usage"]["requests"] == 6 + sum(
-            t["n_turns"] for t in map(json.loads, (out / name / "traces.jsonl").read_text().splitlines())
+            t["total_turns"] - 1 for t in map(json.loads, (out / name / "traces.jsonl").read_text().splitlines())
         )
         turn0 = [json.loads(x)["turns"][0] for x in (out / name / "traces.jsonl").read_text().splitlines()]
         assert all(t["cached"] for t in turn0) == (name != "never")

@@ -10,25 +10,11 @@ import pytest
 
 from assay.correct.failure_modes import FAILURE_MODES
 from assay.correct.policy import STOP, ThompsonPolicy, load_policy
-from assay.llm.testserver import ScriptedServer
 from tests.correct.cli import invoke
-from tests.correct.correct_server import IDS, PATTERNS, respond, sample_lines
+from tests.correct.correct_server import IDS, PATTERNS
 
 TEMPLATE = "critical_are_you_sure"
 LAM = 0.001
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ScriptedServer(responder=respond) as srv:
-        yield srv
-
-
-@pytest.fixture()
-def data(tmp_path) -> Path:
-    path = tmp_path / "test.jsonl"  # named like the sample so the ids are gsm8k-test-<i>
-    path.write_text("".join(sample_lines()), encoding="utf-8")
-    return path
 
 
 def run(server, data, out, *extra, code=0):
@@ -61,16 +47,18 @@ def test_fixed_policy_traces_labels_rewards_and_summary(server, data, tmp_path):
         assert t["failure_mode"] == label, rid
         assert [turn["correct"] for turn in t["turns"]] == [k == "R" for k in keys]
         assert t["question_id"] == rid and t["dataset_name"] == "gsm8k" and t["policy"] == "fixed"
-        assert t["n_turns"] == 2 and t["stopped_by"] == "max_turns"
-        assert t["initial_correct"] == (keys[0] == "R") and t["final_correct"] == (keys[-1] == "R")
+        assert t["total_turns"] == 3 and t["stopped_by"] == "max_turns"  # the initial answer + 2 reprompts
+        assert t["initial_correct"] == (keys[0] == "R") and t["final_accuracy"] == int(keys[-1] == "R")
         assert t["turns"][0]["prompt_id"] is None and t["turns"][0]["reward"] is None
         assert t["total_tokens"] == sum(turn["billed_tokens"] for turn in t["turns"])
         # one update per reprompt (max_turns reached: no stop), credited to the answer it produced
         assert len(t["updates"]) == 2
         for turn, update in zip(t["turns"][1:], t["updates"], strict=True):
             assert update["arm"] == turn["prompt_id"] == TEMPLATE and turn["style"] == "critical"
+            # the reprompt was chosen in the context predicted after the previous answer
+            prev_turn = t["turns"][turn["turn_id"] - 1]
             assert update["context"] == turn["context"]
-            assert turn["context"].startswith(turn["error_mode"] + "|") and turn["error_mode"] in FAILURE_MODES
+            assert turn["context"].startswith(prev_turn["error_mode"] + "|") and turn["error_mode"] in FAILURE_MODES
             # the turn's tokens are its reprompt and its answer (the scripted server counts words)
             assert turn["token_count"] == words(turn["prompt_text"]) + words(turn["answer"])
             prev = t["turns"][turn["turn_id"] - 1]["correct"]
@@ -78,10 +66,11 @@ def test_fixed_policy_traces_labels_rewards_and_summary(server, data, tmp_path):
             assert update["reward"] == pytest.approx(expected) == turn["reward"]
             assert turn["delta_accuracy"] == int(turn["correct"]) - int(prev)
         assert t["turns"][1]["prompt_text"].startswith(f"Are you sure about {t['turns'][0]['extracted']}?")
-    # the context predictor: question 2 keeps one wrong answer (anchored), question 3 changes twice
-    assert [turn["error_mode"] for turn in by_id[IDS[2]]["turns"][1:]] == ["anchored", "anchored"]
-    assert [turn["error_mode"] for turn in by_id[IDS[3]]["turns"][1:]] == ["anchored", "corrected"]
-    assert by_id[IDS[3]]["turns"][2]["confidence_score"] < by_id[IDS[2]]["turns"][2]["confidence_score"]
+    # the context predictor, logged on the answer it saw (the last one too): question 2 keeps one wrong
+    # answer (anchored), question 3 changes twice
+    assert [turn["error_mode"] for turn in by_id[IDS[2]]["turns"]] == ["anchored", "anchored", "anchored"]
+    assert [turn["error_mode"] for turn in by_id[IDS[3]]["turns"]] == ["anchored", "corrected", "wavering"]
+    assert by_id[IDS[3]]["turns"][1]["confidence_score"] < by_id[IDS[2]]["turns"][1]["confidence_score"]
 
     s = json.loads((out / "summary.json").read_text())
     assert s["n"] == 6
@@ -105,7 +94,7 @@ def test_policy_none_makes_one_call_per_question(server, data, tmp_path):
     run(server, data, out, "--policy", "none")
     assert server.count - before == 6
     for t in traces(out):
-        assert t["n_turns"] == 0 and t["stopped_by"] == "policy" and len(t["turns"]) == 1
+        assert t["total_turns"] == 1 and t["stopped_by"] == "policy" and len(t["turns"]) == 1
         assert [u["arm"] for u in t["updates"]] == [STOP] and t["updates"][0]["reward"] == 0.0
         assert t["failure_mode"] in ("anchored", "unchanged_correct")
     s = json.loads((out / "summary.json").read_text())
@@ -191,7 +180,8 @@ def test_saved_policy_holds_exactly_the_written_traces_updates(server, data, tmp
     assert len(early.applied) == 3
     # simulate the kill: the state on disk predates the last written trace
     written = traces(out)
-    last_key = next(k for k in early.applied if k.endswith(":" + written[-1]["row_id"]))
+    assert early.applied == {t["trace_id"] for t in written}  # a trace's id is its key in the policy
+    last_key = written[-1]["trace_id"]
     stale = ThompsonPolicy.from_json(early.to_json())
     stale.applied.discard(last_key)
     for u in written[-1]["updates"]:  # undo its updates: rebuild the table without them
@@ -222,7 +212,7 @@ def test_config_file_and_set_reach_the_run(server, data, tmp_path):
     out = tmp_path / "cfg"
     run(server, data, out, "-c", str(config), "--set", "runner.limit=3")
     ts = traces(out)
-    assert len(ts) == 3 and all(t["policy"] == "never" and t["n_turns"] == 0 for t in ts)
+    assert len(ts) == 3 and all(t["policy"] == "never" and t["total_turns"] == 1 for t in ts)
     saved = json.loads((out / "run_config.json").read_text())
     assert saved["config"]["correct"]["policy"] == "never" and saved["config"]["correct"]["max_turns"] == 2
     # a flag is overridden by --set; an unknown key is one line

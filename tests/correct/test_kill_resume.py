@@ -42,7 +42,7 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     ids = [t["row_id"] for t in traces]
     assert len(ids) == len(set(ids)) == N_HEDGED  # 0 lost, 0 duplicated
     policy = ThompsonPolicy.load(out / "policy.json")
-    assert len(policy.applied) == N_HEDGED
+    assert policy.applied == {t["trace_id"] for t in traces} and len(policy.applied) == N_HEDGED
     counted = sum(n for arms in policy.table.values() for _, _, n in arms.values())
     assert counted == sum(len(t["updates"]) for t in traces)
     summary = json.loads((out / "summary.json").read_text())

@@ -45,6 +45,20 @@ def test_judge_errors(judges, tiny_lm, tmp_path):
         Judge.load(tmp_path / "nothing")
 
 
+def test_a_corrupt_judge_in_a_folder_is_reported_not_dropped(judges, tmp_path):
+    """Dropping the scorer would silently turn every score into the inspector's mean p_replaced."""
+    import shutil
+
+    copy = tmp_path / "judges"
+    shutil.copytree(judges, copy)
+    for which in ("best", "last"):
+        (copy / "scorer" / which / "config.json").write_text('{"model": ')  # truncated JSON
+    with pytest.raises(CheckpointError, match=r"scorer/best is corrupt \(config.json or state.json"):
+        Judge.load(copy)
+    shutil.rmtree(copy / "scorer")  # without it, the inspector alone is a judge
+    assert Judge.load(copy).scorer is None
+
+
 def run(*args):
     return subprocess.run(
         [*assay_cmd(), "score", *map(str, args)], env=ENV, capture_output=True, text=True, timeout=120

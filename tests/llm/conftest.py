@@ -1,4 +1,5 @@
-"""Fixtures of the LLM tests: a scripted OpenAI-compatible server on 127.0.0.1 and clients pointed at it."""
+"""Fixtures of the LLM tests: a scripted OpenAI-compatible server on 127.0.0.1 and clients pointed at it,
+and `needs_smollm2` for tests of the real local model."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from assay.llm import LLMClient, LLMSettings
 from assay.llm.testserver import ScriptedServer
+from tests.conftest import needs_smollm2, require_smollm2  # noqa: F401 (the LLM tests import them from here)
 
 
 @pytest.fixture

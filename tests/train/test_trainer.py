@@ -79,8 +79,9 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_ctrl_c_saves_and_resume_matches_uninterrupted(tmp_path):
-    """A real interruption: SIGINT mid-run saves last/; resuming ends where a straight run does."""
+def test_ctrl_c_and_sigterm_save_and_resume_matches_uninterrupted(tmp_path):
+    """Real interruptions: SIGINT (Ctrl-C) or SIGTERM (preemption, torchrun shutting down) mid-run
+    saves last/; resuming ends where a straight run does."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     sections = {"train": {"max_iters": 600, "eval_interval": 100}, "model": {"dropout": 0.1}}
 
@@ -88,24 +89,24 @@ def test_ctrl_c_saves_and_resume_matches_uninterrupted(tmp_path):
         path = write_toml(tiny_tree(out, **sections), tmp_path / f"{out.name}.toml")
         return [*assay_cmd(), "train", "-c", str(path)]
 
-    proc = subprocess.Popen(
-        command(tmp_path / "stopped"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    metrics = tmp_path / "stopped" / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not metrics.exists() or len(read_metrics(metrics)) < 20):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "interrupted at iter" in err
-    stopped_at = load_checkpoint(tmp_path / "stopped", "last").state["iter"]
-    assert 20 <= stopped_at < 600
-    resume = [*assay_cmd(), "train", "--resume", str(tmp_path / "stopped")]
-    resumed = subprocess.run(resume, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    for signum, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
+        out = tmp_path / f"stopped-{name}"
+        proc = subprocess.Popen(command(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        metrics = out / "metrics.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and (not metrics.exists() or len(read_metrics(metrics)) < 20):
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert f"interrupted ({name}) at iter" in err
+        stopped_at = load_checkpoint(out, "last").state["iter"]
+        assert 20 <= stopped_at < 600  # saved at the interruption
+        resumed = subprocess.run([*assay_cmd(), "train", "--resume", str(out)], env=env, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
     subprocess.run(command(tmp_path / "straight"), env=env, check=True, capture_output=True)
-    assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
+    for name in ("Ctrl-C", "SIGTERM"):
+        assert losses(tmp_path / f"stopped-{name}") == losses(tmp_path / "straight")
 
 
 def test_resume_refuses_to_change_the_model(tmp_path):

@@ -19,9 +19,11 @@ def connectives(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     from assay.config import load_config
     from assay.experiments.connectives.config import ConnectivesExperimentConfig
     from assay.experiments.connectives.experiment import run_experiment
+    from assay.io import writing
 
     cfg = load_config(ConnectivesExperimentConfig, config, list(set_ or []))
-    run_experiment(cfg, log=typer.echo)
     out = Path(cfg.experiment.out_dir)
+    with writing(out):  # a full disk while writing the results (a run's checkpoints name themselves)
+        run_experiment(cfg, log=typer.echo)
     typer.echo((out / "results.md").read_text().split("\n## ")[0].rstrip())
     typer.echo(f"results in {out} (results.json, results.md, recovery.png, per_class.png, confusion.png)")

@@ -26,8 +26,8 @@ def score(
             "and print the share the judge ranks the right way.",
         ),
     ] = None,
-    k: Annotated[int, typer.Option("--k", help="--pairs: how many pairs.")] = 50,
-    examples: Annotated[int, typer.Option(help="--pairs: pairs to print with their token highlights.")] = 2,
+    k: Annotated[int, typer.Option("--k", min=1, help="--pairs: how many pairs.")] = 50,
+    examples: Annotated[int, typer.Option(min=0, help="--pairs: pairs to print with their token highlights.")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """Score texts: how much was machine-written (score) and which tokens (p_replaced)."""
@@ -40,8 +40,6 @@ def score(
     if pairs is not None:
         from assay.judges.pairs import rank_pairs
 
-        if k < 1:
-            raise AssayError("--k must be at least 1")
         out = rank_pairs(Judge.load(judge_dir), pairs, k)
         if as_json:
             typer.echo(json.dumps({key: v for key, v in out.items() if key != "details"}))

@@ -46,13 +46,49 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         _fail("aborted", 130)
     except typer.exceptions.TyperException as exc:  # usage errors: unknown option, bad value, ...
-        _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(message.replace("Value error, ", ""))  # typer's checks word a bad choice as pydantic does
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except OSError as exc:  # unreadable/unwritable paths, full disks
-        where = f": {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or exc}{where}")
+    except Exception as exc:  # the last resort: a user's bad file that a reader let through
+        message = _last_resort(exc)
+        if message is None:
+            raise  # a bug: keep the traceback
+        _fail(message)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _last_resort(exc: Exception) -> str | None:
+    """One line for the errors a bad input or a full disk raises where no reader caught them; None
+    for anything else. pydantic and safetensors are only consulted if a command imported them."""
+    import json
+
+    if isinstance(exc, OSError):  # unreadable/unwritable paths, full disks
+        from assay.io import is_disk_full
+
+        where = f": {exc.filename}" if exc.filename else ""
+        if is_disk_full(exc):
+            return f"disk full or file too large{where or ' (while writing an output)'}"
+        return f"{exc.strerror or exc}{where}"
+    if isinstance(exc, json.JSONDecodeError):  # before UnicodeError: both are ValueErrors
+        return f"a file is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if isinstance(exc, UnicodeError):
+        reason = getattr(exc, "reason", str(exc))
+        return f"a file is not UTF-8 text ({reason})"
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        from assay.config import validation_message
+
+        return f"invalid value: {validation_message(exc, limit=3)}"
+    safetensors = sys.modules.get("safetensors")
+    if safetensors is not None and isinstance(exc, safetensors.SafetensorError):
+        from assay.io import is_disk_full
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if is_disk_full(exc):
+            return f"disk full or file too large (while writing a safetensors file: {first})"
+        return f"a safetensors file is corrupt ({first})"
+    return None
 
 
 def _fail(message: str, code: int = 2) -> None:

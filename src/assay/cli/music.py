@@ -28,6 +28,7 @@ def render_command(
 ) -> None:
     """Render a music config to a WAV file and print its measured features."""
     from assay.errors import AssayError
+    from assay.io import JSON_MAX, check_size, read_text_file
     from assay.music import SAMPLE_RATE, describe, load_music_json, measure, render, write_wav
 
     text = config_json
@@ -35,7 +36,9 @@ def render_command(
         path = Path(config_json)
         if not path.is_file():
             raise AssayError(f"no such config file: {config_json}")
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(check_size(path, JSON_MAX, "a music config"))
+        if not text.strip():
+            raise AssayError(f"config file {path} is empty")
     config, payload = load_music_json(text)
     audio = render(config, duration=duration, seed=seed, sample_rate=SAMPLE_RATE)
     write_wav(out, audio, SAMPLE_RATE)

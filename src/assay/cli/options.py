@@ -20,19 +20,42 @@ import json
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
+
+def _config_file(path: Path | None) -> Path | None:
+    """A config file given with -c: there, not empty, at most CONFIG_MAX (it is read whole)."""
+    if path is None:
+        return None
+    from assay.errors import ConfigError
+    from assay.io import CONFIG_MAX, human
+
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" if not path.exists() else f"config {path} is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ConfigError(f"config file {path} is empty")
+    if size > CONFIG_MAX:
+        raise ConfigError(f"config file {path} is too large ({human(size)}; a config is at most {human(CONFIG_MAX)})")
+    return path
+
+
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", metavar="FILE", help="TOML config file (`--set` keys are its keys).")
+    Path | None,
+    typer.Option(
+        "--config", "-c", metavar="FILE", callback=_config_file, help="TOML config file (`--set` keys are its keys)."
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set section.key=value (repeat)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="Which checkpoint of a run: best or last.")]
+CheckpointOpt = Annotated[
+    Literal["best", "last"], typer.Option("--checkpoint", help="Which checkpoint of a run: best or last.")
+]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (sampling, splits, LLM requests).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the output afresh.")]
 InputDirOpt = Annotated[Path, typer.Option("--input-dir", help="Folder with the previous step's JSONL files.")]

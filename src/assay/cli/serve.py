@@ -18,6 +18,23 @@ def serve(
         typer.Option(help="Address to listen on (default 127.0.0.1: this machine only).", show_default=False),
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 picks a free one).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="/api/* needs `Authorization: Bearer TOKEN` (required beyond loopback).", show_default=False),
+    ] = None,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env", metavar="NAME", help="Read the token from this environment variable (not in `ps`)."
+        ),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve beyond loopback without a token (prints a warning).")
+    ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", metavar="NAME[:PORT]", help="Also accept this name in the Host header (repeat)."),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -26,5 +43,16 @@ def serve(
     from assay.serve.config import ServeConfig
     from assay.serve.server import serve as run_server
 
-    flags = {"server.judge": judge, "server.lm": lm, "server.host": host, "server.port": port}
-    run_server(load_with_flags(ServeConfig, config, set_, flags), log=typer.echo)
+    flags = {
+        "server.judge": judge,
+        "server.lm": lm,
+        "server.host": host,
+        "server.port": port,
+        "server.token": token,
+        "server.token_env": token_env,
+        "server.no_auth": True if no_auth else None,
+        "server.allow_hosts": allow_host,
+    }
+    run_server(
+        load_with_flags(ServeConfig, config, set_, flags), log=typer.echo, warn=lambda m: typer.echo(m, err=True)
+    )

@@ -209,7 +209,7 @@ def train_sft(
     from assay.config import load_config
     from assay.errors import ConfigError
     from assay.synth.sft.config import SFTConfig
-    from assay.synth.sft.loop import train_sft as run_sft
+    from assay.synth.sft.data import check_split, checked_rows
 
     flags = {
         "data.train": str(data) if data else None,
@@ -231,6 +231,14 @@ def train_sft(
         cfg = load_config(SFTConfig, config, overrides + list(set_ or []), base=tree)
     else:
         cfg = load_with_flags(SFTConfig, config, set_, flags)
+    fields = cfg.data.prompt_field, cfg.data.target_field
+    if cfg.data.train is not None:  # a bad file fails now, not once the base model has loaded
+        check_split(cfg.data.train, *fields)
+    if cfg.data.val is not None:
+        for _ in checked_rows(cfg.data.val, *fields):
+            pass
+    from assay.synth.sft.loop import train_sft as run_sft  # transformers: seconds to import
+
     echo_json(run_sft(cfg, resume=resume))
     typer.echo(f"adapter in {Path(cfg.run.out_dir) / 'adapter'}; merge it with: assay synth export-sft")
 

@@ -14,9 +14,21 @@ from assay.cli.options import CheckpointOpt, ConfigOpt, JsonOpt, SetOpt
 def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", metavar="RUN", help="Continue the run in this folder (or RUN/last).")
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Start afresh in run.out_dir even if it holds a run (deletes its checkpoints)."
+        ),
+    ] = False,
 ) -> None:
-    """Train a model (writes checkpoints, metrics.jsonl and loss.png into run.out_dir)."""
+    """Train a model (writes checkpoints, metrics.jsonl and loss.png into run.out_dir).
+
+    A folder that already holds a run is refused: continue it with --resume, or replace it with
+    --overwrite. Ctrl-C or SIGTERM saves last/ before stopping."""
+    from assay.checkpoint_io import run_folder
     from assay.cli.tasks import TASKS
     from assay.errors import ConfigError
     from assay.train.checkpoint import load_checkpoint
@@ -28,12 +40,14 @@ def train(
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume continues a run with its saved config; use --set to change it, not -c")
+        if overwrite:
+            raise ConfigError("--resume and --overwrite are exclusive: continue the run, or start it afresh")
         ckpt = load_checkpoint(resume, prefer="last", tasks=TASKS)
-        cfg = config_for_resume(ckpt, resume, overrides)
+        cfg = config_for_resume(ckpt, run_folder(resume), overrides)  # RUN/last continues RUN, not a run inside it
         result = run_training(cfg, resume=ckpt, tasks=TASKS)
     else:
         cfg = load_training_config(config, overrides, TASKS)
-        result = run_training(cfg, tasks=TASKS)
+        result = run_training(cfg, tasks=TASKS, overwrite=overwrite)
     if result.rank != 0:
         return
     if result.final:
@@ -47,8 +61,8 @@ def train(
 
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder or checkpoint folder.")],
-    blocks: Annotated[int | None, typer.Option(help="Validation blocks to use (default: all).")] = None,
-    elbo_points: Annotated[int | None, typer.Option(help="t-grid size for the diffusion ELBO.")] = None,
+    blocks: Annotated[int | None, typer.Option(min=1, help="Validation blocks to use (default: all).")] = None,
+    elbo_points: Annotated[int | None, typer.Option(min=1, help="t-grid size for the diffusion ELBO.")] = None,
     stream: Annotated[
         Path | None,
         typer.Option(
@@ -90,9 +104,9 @@ def evaluate(
 
 def generate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder or checkpoint folder.")],
-    length: Annotated[int, typer.Option(help="New tokens to generate.")] = 500,
-    steps: Annotated[int, typer.Option(help="Denoising steps per window (diffusion models).")] = 64,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy.")] = 1.0,
+    length: Annotated[int, typer.Option(min=1, help="New tokens to generate.")] = 500,
+    steps: Annotated[int, typer.Option(min=1, help="Denoising steps per window (diffusion models).")] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 = greedy.")] = 1.0,
     top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     prompt: Annotated[str, typer.Option(help="Text to continue (kept as a prefix).")] = "",
@@ -114,8 +128,8 @@ def generate(
     from assay.generate import DEFAULT_SAMPLER, generate_text
     from assay.train.checkpoint import load_checkpoint
 
-    if not 0.0 < top_p <= 1.0 or temperature < 0:
-        raise AssayError("--top-p must be in (0, 1] and --temperature >= 0")
+    if not 0.0 < top_p <= 1.0:
+        raise AssayError(f"--top-p must be in (0, 1], not {top_p:g}")
     ckpt = load_checkpoint(run_dir, checkpoint, tasks=TASKS)
     sampler = sampler or DEFAULT_SAMPLER
     out = generate_text(ckpt, length, steps, temperature, top_p, seed, prompt, sampler=sampler, eta=eta)
@@ -128,8 +142,13 @@ def report(
 ) -> None:
     """A table of the final metrics of runs (eval.json), judges beside their likelihood baseline."""
     from assay.cli.tasks import TASKS
+    from assay.io import JSON_MAX, check_size
     from assay.train.report import load_reports, render_table
 
+    for run in runs:  # both are read whole: refuse a runaway file before reading it
+        for name in ("eval.json", "config.json"):
+            if (run / name).is_file():
+                check_size(run / name, JSON_MAX, f"a run's {name}")
     rows = load_reports(runs, TASKS)
     if as_json:
         typer.echo(json.dumps(rows))
@@ -145,20 +164,22 @@ def produce(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Stream folder (default: data.stream).")] = None,
-    workers: Annotated[int, typer.Option(help="Producer processes (one torch thread each).")] = 1,
-    shards: Annotated[int | None, typer.Option(help="Train shards to make (default: until stopped).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Producer processes (one torch thread each).")] = 1,
+    shards: Annotated[int | None, typer.Option(min=1, help="Train shards to make (default: until stopped).")] = None,
 ) -> None:
     """Write training shards (masked-LM or synthetic) into a stream folder, per [stream] in the config."""
     from assay.cli.tasks import PROVIDERS, TASKS
     from assay.data.produce import produce_stream
     from assay.errors import ConfigError
+    from assay.io import writing
     from assay.train.task import load_training_config
 
     cfg = load_training_config(config, list(set_ or []), TASKS)
     target = out or cfg.data.stream
     if target is None:
         raise ConfigError("say where the stream goes: --out DIR (or data.stream in the config)")
-    summary = produce_stream(cfg, target, workers, shards, provider_class=PROVIDERS[cfg.stream.provider])
+    with writing(target):
+        summary = produce_stream(cfg, target, workers, shards, provider_class=PROVIDERS[cfg.stream.provider])
     typer.echo(
         f"{summary['train_shards']} train and {summary['val_shards']} validation shards in {summary['out']} "
         f"({summary['seconds']:.0f} s)"
@@ -168,7 +189,7 @@ def produce(
 @data_app.command("show")
 def show(
     stream: Annotated[Path, typer.Argument(help="A stream folder.")],
-    index: Annotated[int, typer.Option(help="Sample number within the split.")] = 0,
+    index: Annotated[int, typer.Option(min=0, help="Sample number within the split.")] = 0,
     split: Annotated[str, typer.Option(help="val or train.")] = "val",
     text_only: Annotated[bool, typer.Option("--text", help="Print only the sample's (synthetic) text.")] = False,
     as_json: JsonOpt = False,

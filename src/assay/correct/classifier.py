@@ -35,6 +35,7 @@ import numpy as np
 
 from assay.correct.context import answer_keys, count_changes, hedges, predict_context
 from assay.correct.failure_modes import FAILURE_MODES, label_with_answers
+from assay.correct.records import TraceRecord, read_traces
 from assay.errors import ConfigError, DataError
 from assay.stats import auroc, json_number
 
@@ -54,25 +55,21 @@ class Example:
     correct: int
 
 
-def examples_from_traces(traces: list[dict[str, Any]]) -> list[Example]:
+def examples_from_traces(traces: list[TraceRecord]) -> list[Example]:
     """One example per (trace, answer t); identical (question, answers so far) prefixes count once."""
     out, seen = [], set()
     for trace in traces:
-        turns = trace["turns"]
-        correct = [bool(t["correct"]) for t in turns]
-        keys = [t["extracted"] if t["extracted"] is not None else t["answer"] for t in turns]
+        turns = trace.turns
+        correct = [t.correct for t in turns]
+        keys = [t.extracted if t.extracted is not None else t.answer for t in turns]
         for k in range(len(turns)):
-            answers = [(t["answer"], t["extracted"]) for t in turns[: k + 1]]
-            key = (trace["question"], tuple(a for a, _ in answers))
+            answers = [(t.answer, t.extracted) for t in turns[: k + 1]]
+            key = (trace.question, tuple(a for a, _ in answers))
             if key in seen:
                 continue
             seen.add(key)
             mode = label_with_answers(correct[: k + 1], keys[: k + 1])
-            out.append(
-                Example(
-                    str(trace["question_id"]), trace["question"], answers, FAILURE_MODES.index(mode), int(correct[k])
-                )
-            )
+            out.append(Example(trace.question_id, trace.question, answers, FAILURE_MODES.index(mode), int(correct[k])))
     return out
 
 
@@ -139,17 +136,13 @@ def _net(input_dim: int, hidden: int, dropout: float):
     return Net()
 
 
-def read_traces(paths: list[Path]) -> list[dict[str, Any]]:
-    from assay.io import read_jsonl
-
+def read_trace_files(paths: list[Path]) -> list[TraceRecord]:
+    """The traces of every file (old or current format, records.py)."""
     traces = []
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"no such traces file: {path}")
-        rows = list(read_jsonl(path))
-        if rows and not all(isinstance(r, dict) and "turns" in r and "question" in r for r in rows):
-            raise DataError(f"{path} is not a traces file of `assay correct run` (rows need turns and question)")
-        traces += rows
+        traces += read_traces(path)
     return traces
 
 
@@ -159,7 +152,7 @@ def train_classifier(trace_paths: list[Path], out_dir: str | Path, config: Any) 
 
     from assay.io import write_directory
 
-    traces = read_traces([Path(p) for p in trace_paths])
+    traces = read_trace_files([Path(p) for p in trace_paths])
     examples = examples_from_traces(traces)
     if not examples:
         raise DataError("no traces to train on")

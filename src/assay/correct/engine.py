@@ -4,11 +4,12 @@ Per question: an initial answer, then up to `max_turns` reprompts chosen by a po
 
     answer_0 = ask(initial prompt)                      # question (+ context), "Answer: ..." line
     for turn in 1..max_turns:
-        mode, conf = predict_context(question, answers, turn)   # the classifier hook
+        mode, conf = predict_context(question, answers, turn)   # the classifier hook, logged on answer turn-1
         arm = credit.choose(Context.make(mode, conf, turn), prev_correct)
         if arm == "stop": break                          # stop credited 0 by Credit
         answer_turn = ask(conversation so far + template[arm])
         credit.observe(check(answer_turn), tokens_of_this_turn)  # reward -> (context, arm)
+    (turn limit reached: the last answer is still classified, so every turn has error_mode/confidence)
 
 Correctness comes from the task checker against the reference answer. That is the learning signal
 of a training run (the reference is known); the policy itself only sees the predicted context, which
@@ -19,9 +20,10 @@ episodes update one shared policy without locks (the order of updates depends on
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,13 @@ from assay.correct.context import Predictor, predict_context
 from assay.correct.failure_modes import label_with_answers
 from assay.correct.policy import STOP, Context, Credit, Policy, apply_episode
 from assay.correct.qa import stream_qa
-from assay.correct.records import TraceRecord, TurnRecord
+from assay.correct.records import TraceRecord, TurnRecord, make_trace_id, read_traces, utc_now
 from assay.correct.summary import summarize
 from assay.correct.templates import Template, load_templates
 from assay.errors import ConfigError
-from assay.io import atomic_write_json, read_jsonl
+from assay.io import atomic_write_json
 from assay.llm.types import ChatRequest
+from assay.pipeline.runner import completed_ids
 from assay.pipeline.step import Job, Step, arun_step
 from assay.rng import stable_rng
 from assay.version import __version__
@@ -69,10 +72,6 @@ def reprompt(template: Template, question: str, previous: str, dataset: str) -> 
     return template.render(question, previous) + "\n" + answer_format(dataset)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 # ----------------------------------------------------------------------------- one episode
 
 
@@ -89,10 +88,12 @@ class Engine:
         config: CorrectConfig,
         version: str = "",
         predictor: Predictor = predict_context,
+        *,
+        run_tag: str,
     ):
         self.client, self.model, self.checker = client, model, checker
         self.templates, self.policy, self.config, self.version = templates, policy, config, version
-        self.predictor = predictor
+        self.predictor, self.run_tag = predictor, run_tag
 
     async def _ask(self, messages: list[dict[str, str]], row_id: str, turn: int):
         request = ChatRequest(
@@ -104,11 +105,13 @@ class Engine:
         )
         return await self.client.complete(request)
 
-    def _turn(self, turn_id: int, prompt: str, response, prev_total: int, prev_correct: bool | None, reference: str):
+    def _turn(self, turn_id: int, question: str, prompt: str, response, prev: TurnRecord | None, reference: str):
         check = self.checker.check(response.text, reference)
         billed = response.usage.prompt_tokens + response.usage.completion_tokens
+        prev_total = 0 if prev is None else prev.billed_tokens
         return TurnRecord(
             turn_id=turn_id,
+            question=question,
             prompt_id=None,
             style=None,
             prompt_text=prompt,
@@ -116,14 +119,22 @@ class Engine:
             extracted=check.extracted,
             correct=bool(check.correct),
             score=float(check.score),
-            delta_accuracy=0 if prev_correct is None else int(check.correct) - int(prev_correct),
+            error_mode=None,  # set once the predictor has seen this answer
+            confidence_score=None,
+            delta_accuracy=0 if prev is None else int(check.correct) - int(prev.correct),
             # the conversation is re-sent each turn: this turn's own tokens are what it added to it
             token_count=max(0, billed - prev_total),
             billed_tokens=billed,
             latency_s=round(response.latency_s, 4),
             cached=response.cached,
-            timestamp=_now(),
+            timestamp=utc_now(),
         )
+
+    def _classify(self, question: str, turns: list[TurnRecord]) -> tuple[str, float]:
+        """The predictor's (mode, confidence) after the last answer, logged on that turn."""
+        mode, confidence = self.predictor(question, [(t.answer, t.extracted) for t in turns], len(turns))
+        turns[-1].error_mode, turns[-1].confidence_score = mode, round(confidence, 4)
+        return mode, confidence
 
     async def run(self, row: dict[str, Any]) -> dict[str, Any]:
         """One episode for a QA row (QAItem fields + row_id) -> a TraceRecord dict."""
@@ -132,14 +143,14 @@ class Engine:
         prompt = initial_prompt(question, row.get("context"), dataset)
         messages = [{"role": "user", "content": prompt}]
         response = await self._ask(messages, rid, 0)
-        turns = [self._turn(0, prompt, response, 0, None, reference)]
+        turns = [self._turn(0, question, prompt, response, None, reference)]
         messages.append({"role": "assistant", "content": response.text})
         # updates are only logged here; arun_correct applies them once the trace is written
         credit = Credit(self.policy, lam=self.config.lam, apply=False)
         stopped_by = "max_turns"
         for turn in range(1, self.config.max_turns + 1):
             prev = turns[-1]
-            mode, confidence = self.predictor(question, [(t.answer, t.extracted) for t in turns], turn)
+            mode, confidence = self._classify(question, turns)
             context = Context.make(mode, confidence, turn)
             arm = credit.choose(context, prev_correct=prev.correct)
             if arm == STOP:
@@ -149,32 +160,34 @@ class Engine:
             text = reprompt(template, question, prev.extracted or prev.answer.strip()[-300:], dataset)
             messages.append({"role": "user", "content": text})
             response = await self._ask(messages, rid, turn)
-            record = self._turn(turn, text, response, prev.billed_tokens, prev.correct, reference)
-            record.prompt_id, record.style = arm, template.style
-            record.context, record.error_mode, record.confidence_score = context.key, mode, round(confidence, 4)
+            record = self._turn(turn, question, text, response, prev, reference)
+            record.prompt_id, record.style, record.context = arm, template.style, context.key
             record.reward = credit.observe(new_correct=record.correct, tokens=record.token_count)
             turns.append(record)
             messages.append({"role": "assistant", "content": response.text})
+        if turns[-1].error_mode is None:  # the turn limit ended the episode before a prediction
+            self._classify(question, turns)
         correct = [t.correct for t in turns]
         keys = [t.extracted if t.extracted is not None else t.answer for t in turns]
         return TraceRecord(
-            row_id=rid,
-            question_id=rid,
+            trace_id=make_trace_id(self.run_tag, rid),
             dataset_name=dataset,
-            question=question,
+            question_id=rid,
             reference_answer=reference,
             turns=turns,
-            initial_correct=correct[0],
-            final_correct=correct[-1],
-            failure_mode=label_with_answers(correct, keys),
-            n_turns=len(turns) - 1,
+            final_accuracy=int(correct[-1]),
             total_tokens=sum(t.billed_tokens for t in turns),
+            total_turns=len(turns),
+            pipeline_version=self.version,
+            created_at=utc_now(),
+            row_id=rid,
+            question=question,
+            initial_correct=correct[0],
+            failure_mode=label_with_answers(correct, keys),
             stopped_by=stopped_by,
             policy=self.policy.kind,
             predictor=getattr(self.predictor, "name", "heuristic"),
             updates=[{"context": u.context, "arm": u.arm, "reward": u.reward} for u in credit.updates],
-            pipeline_version=self.version,
-            created_at=_now(),
         ).to_dict()
 
 
@@ -230,19 +243,47 @@ def make_predictor(config: CorrectConfig) -> Predictor:
     return FailureClassifier.load(config.classifier)
 
 
-def _run_tag(out_dir: Path, resume: bool) -> str:
-    """Names this traces file in the policy's `applied` keys; kept across --resume, new otherwise."""
-    import json
-    import uuid
+# Settings that never change a trace: left out of the run tag (the policy files count by content).
+_TAG_IGNORES = {"plots", "policy_state", "policy_init", "data"}
 
-    if resume:
-        try:
-            tag = json.loads((out_dir / "run_config.json").read_text(encoding="utf-8")).get("run_tag")
-        except (OSError, ValueError):
-            tag = None
-        if isinstance(tag, str) and tag:
-            return tag
-    return uuid.uuid4().hex[:12]
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def run_tag(
+    config: CorrectConfig, llm: Any, rows: list[dict[str, Any]], templates: list[Template], policy: Policy
+) -> str:
+    """12 hex digits naming a run: trace_id = `<run tag>:<question id>`, and the policy's `applied`
+    keys. A digest of what decides the run's traces: assay's version, the [correct] settings (not
+    plots or file locations), the model and endpoint, the questions, the templates, the trained
+    classifier's classifier.json, and the policy state the run starts from. So a rerun of the same
+    inputs (same seed) has the same ids, while a run that continues a policy which has learned since
+    gets new ones, and no two runs feeding one policy state share a key. A custom checker file counts
+    by its path only."""
+    public = llm.public_dict() if hasattr(llm, "public_dict") else {}
+    classifier = None
+    if config.classifier is not None and (Path(config.classifier) / "classifier.json").is_file():
+        classifier = hashlib.sha256((Path(config.classifier) / "classifier.json").read_bytes()).hexdigest()
+    identity = {
+        "assay": __version__,
+        "correct": config.model_dump(mode="json", exclude=_TAG_IGNORES),
+        "llm": {"model": public.get("model"), "api_base": public.get("api_base")},
+        "questions": _digest(rows),
+        "templates": [[t.id, t.style, t.text] for t in templates],
+        "classifier": classifier,
+        "policy": policy.to_json(),
+    }
+    return _digest(identity)[:12]
+
+
+def _saved_run_tag(out_dir: Path) -> str | None:
+    """The tag of the run in `out_dir` (run_config.json), kept across --resume."""
+    try:
+        tag = json.loads((out_dir / "run_config.json").read_text(encoding="utf-8")).get("run_tag")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return tag if isinstance(tag, str) and tag else None
 
 
 SAVE_EVERY_S = 2.0  # the policy state is saved at most this often while a run goes (and at its end)
@@ -292,14 +333,25 @@ class CorrectStep(Step):
         self.rows = [item.to_dict() | {"row_id": item.id} for item in stream_qa(config.dataset, config.data)]
         if not self.rows:
             raise ConfigError(f"no questions in {config.data or config.dataset + ' sample'}")
-        self.run_tag = _run_tag(self.out_dir, self.runner.resume)
+        saved = _saved_run_tag(self.out_dir) if self.runner.resume else None
+        self.run_tag = saved or run_tag(config, self.llm, self.rows, templates, self.policy)
         if self.runner.resume and self.traces_path.exists():
-            for trace in read_jsonl(self.traces_path):
-                apply_episode(self.policy, f"{self.run_tag}:{trace['row_id']}", trace.get("updates", []))
+            completed_ids(self.traces_path)  # cuts off a line torn by the kill, as the runner will
+            # old traces (no trace_id) get <run tag>:<question id>, the key the old engine applied them under
+            for trace in read_traces(self.traces_path, run_tag=self.run_tag):
+                apply_episode(self.policy, trace.trace_id, [u.model_dump() for u in trace.updates])
         templates_by_id = {t.id: t for t in templates}
         # the client is opened after set-up, just before the jobs run
         self.engine = Engine(
-            None, self.llm.model, checker, templates_by_id, self.policy, config, __version__, self.predictor
+            None,
+            self.llm.model,
+            checker,
+            templates_by_id,
+            self.policy,
+            config,
+            __version__,
+            self.predictor,
+            run_tag=self.run_tag,
         )
         self.last_save = time.monotonic()
 
@@ -311,7 +363,7 @@ class CorrectStep(Step):
         return await self.engine.run(row)
 
     def written(self, trace: dict[str, Any]) -> None:
-        apply_episode(self.policy, f"{self.run_tag}:{trace['row_id']}", trace["updates"])
+        apply_episode(self.policy, trace["trace_id"], trace["updates"])
         if time.monotonic() - self.last_save >= SAVE_EVERY_S:
             self.policy.save(self.state_path)
             self.last_save = time.monotonic()
@@ -321,7 +373,7 @@ class CorrectStep(Step):
             self.policy.save(self.state_path)
 
     def finish(self, stats) -> dict[str, Any]:
-        traces = list(read_jsonl(self.traces_path))
+        traces = list(read_traces(self.traces_path, run_tag=self.run_tag))
         if self.config.plots and traces:
             from assay.correct.plots import plot_run
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from assay.correct.records import TraceRecord, as_trace
 from assay.correct.summary import REWARD_BLOCK
 
 
@@ -18,16 +20,18 @@ def _pyplot():
     return plt
 
 
-def accuracy_by_turn(traces: list[dict[str, Any]]) -> list[float]:
+def accuracy_by_turn(traces: Iterable[TraceRecord | Mapping[str, Any]]) -> list[float]:
     """Accuracy after t reprompts, t = 0..max: a trace that stopped earlier counts with its final answer."""
+    traces = [as_trace(t) for t in traces]
     if not traces:
         return []
-    depth = max(len(t["turns"]) for t in traces)
-    return [sum(t["turns"][min(k, len(t["turns"]) - 1)]["correct"] for t in traces) / len(traces) for k in range(depth)]
+    depth = max(len(t.turns) for t in traces)
+    return [sum(t.turns[min(k, len(t.turns) - 1)].correct for t in traces) / len(traces) for k in range(depth)]
 
 
-def plot_run(traces: list[dict[str, Any]], out_dir: str | Path) -> Path:
+def plot_run(traces: Iterable[TraceRecord | Mapping[str, Any]], out_dir: str | Path) -> Path:
     """OUT/plots/run.png: accuracy by turn, actions taken (coloured by mean reward), reward trend."""
+    traces = [as_trace(t) for t in traces]
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,9 +49,9 @@ def plot_run(traces: list[dict[str, Any]], out_dir: str | Path) -> Path:
     counts: Counter[str] = Counter()
     rewards: dict[str, list[float]] = defaultdict(list)
     for t in traces:
-        for u in t["updates"]:
-            counts[u["arm"]] += 1
-            rewards[u["arm"]].append(u["reward"])
+        for u in t.updates:
+            counts[u.arm] += 1
+            rewards[u.arm].append(u.reward)
     top = counts.most_common(15)[::-1]
     if top:
         means = [sum(rewards[a]) / len(rewards[a]) for a, _ in top]
@@ -60,7 +64,7 @@ def plot_run(traces: list[dict[str, Any]], out_dir: str | Path) -> Path:
     block: list[float] = []
     trend: list[float] = []
     for i, t in enumerate(traces, 1):
-        block += [u["reward"] for u in t["updates"]]
+        block += [u.reward for u in t.updates]
         if i % REWARD_BLOCK == 0 or i == len(traces):
             if block:
                 trend.append(sum(block) / len(block))

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from assay.errors import DataError
-from assay.io import atomic_write_json
+from assay.io import JSON_MAX, atomic_write_json, check_size, fsync_path, umask
 
 SHARD_RE = re.compile(r"^(?P<ts>\d+)-(?P<seq>\d{6,})-(?P<n>\d+)\.safetensors$")
 FORMAT = 1
@@ -45,10 +45,15 @@ def write_shard(folder: Path, seq: int, tensors: dict[str, torch.Tensor]) -> Pat
     n = len(next(iter(tensors.values())))
     final = folder / f"{int(time.time() * 1000)}-{seq:06d}-{n}.safetensors"
     tmp = folder / f".{seq:06d}.{os.getpid()}.tmp"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes private (0600) files
+        fsync_path(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(folder)  # the new name is durable too
     return final
 
 
@@ -77,12 +82,14 @@ def write_meta(folder: Path, meta: dict[str, Any]) -> None:
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{folder} is not a stream folder (no meta.json)")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{folder} is not a stream folder (no meta.json)") from None
-    except json.JSONDecodeError:
+        meta = json.loads(check_size(path, JSON_MAX, "a stream's meta.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise DataError(f"{path} is corrupt") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} is corrupt")
     if meta.get("format") != FORMAT:
         raise DataError(f"{path}: unknown stream format {meta.get('format')!r}")
     return meta

@@ -19,9 +19,24 @@ from typing import Any
 
 import torch
 
+from assay.checkpoint_io import resolve_checkpoint
 from assay.errors import AssayError, CheckpointError
 from assay.judges.tasks import TASKS
-from assay.train.checkpoint import Checkpoint, load_checkpoint
+from assay.train.checkpoint import Checkpoint, ObjectiveError, load_checkpoint
+
+
+def _judge_checkpoint(path: Path) -> Checkpoint | None:
+    """The judge checkpoint at `path`; None if it holds no checkpoint, or one of another objective
+    (a language model). A judge checkpoint that cannot be read is an error, never skipped: a
+    silently dropped scorer would turn the score into the inspector's mean."""
+    try:
+        resolve_checkpoint(path)
+    except CheckpointError:
+        return None
+    try:
+        return load_checkpoint(path, tasks=TASKS)
+    except ObjectiveError:
+        return None
 
 
 class Judge:
@@ -43,15 +58,12 @@ class Judge:
         path = Path(path)
         if not path.exists():
             raise CheckpointError(f"{path} does not exist")
-        try:
-            found = [load_checkpoint(path, tasks=TASKS)]
-        except CheckpointError:
-            found = []
-            for child in sorted(p for p in path.iterdir() if p.is_dir()):
-                try:
-                    found.append(load_checkpoint(child, tasks=TASKS))
-                except CheckpointError:
-                    continue  # not a judge run (a language model, or no checkpoint at all)
+        own = _judge_checkpoint(path)
+        found = (
+            [own]
+            if own
+            else [c for child in sorted(path.iterdir()) if child.is_dir() and (c := _judge_checkpoint(child))]
+        )
         by_mode: dict[str, Checkpoint] = {}
         for ckpt in found:
             mode = ckpt.config.model.mode

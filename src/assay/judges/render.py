@@ -5,17 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from assay.errors import AssayError
-from assay.io import read_jsonl, read_text_file
+from assay.errors import AssayError, DataError
+from assay.io import JSONL_MAX, TEXT_MAX, check_size, read_jsonl, read_text_file
 
 
 def read_texts(text: str | None, file: Path | None, jsonl: Path | None, field: str) -> list[str]:
+    """The texts to score: `text`, the whole of `file`, or `field` of every row of `jsonl` (the
+    files size-checked before they are read; an empty input is an error)."""
     if text is not None:
         texts = [text]
     elif file is not None:
-        texts = [read_text_file(file)]
+        texts = [read_text_file(check_size(file, TEXT_MAX, "a text to score"))]
     else:
-        texts = [row[field] for row in read_jsonl(jsonl, field)]
+        texts = [row[field] for row in read_jsonl(check_size(jsonl, JSONL_MAX, "a JSONL of texts to score"), field)]
+        if not texts:
+            raise DataError(f"{jsonl} holds no rows to score")
     for i, t in enumerate(texts):
         if not t.strip():
             raise AssayError("cannot score an empty text" + (f" (item {i + 1})" if len(texts) > 1 else ""))

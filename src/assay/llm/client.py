@@ -30,7 +30,7 @@ from assay.llm.limits import TokenBucket, concurrency_limit
 from assay.llm.retry import Backoff, with_retries
 from assay.llm.settings import LLMSettings, backend_kind, read_env_file, resolve_api_key
 from assay.llm.structured import StructuredResult, Validator, json_schema_for, parse_structured, repair_message
-from assay.llm.types import ChatRequest, ChatResponse, LLMError, redact
+from assay.llm.types import ChatRequest, ChatResponse, LLMError, known_secrets, redact
 from assay.llm.usage import UsageTracker
 
 T = TypeVar("T")
@@ -154,7 +154,7 @@ class LLMClient:
             )
         except LLMError as exc:
             self.usage.record_error()
-            message = redact(str(exc), self._api_key)
+            message = redact(str(exc), known_secrets(self._api_key, self._env))  # whichever key the SDK used
             if not message.startswith(request.model):
                 message = f"{request.model}: {message}"
             raise LLMError(message) from None

@@ -1,13 +1,18 @@
-"""The request and response of one chat completion, and the LLM errors.
+"""The request and response of one chat completion, the LLM errors, and keeping keys out of them.
 
 A `ChatRequest` holds everything that changes the answer (it is what the response cache keys on);
 a `ChatResponse` is what any backend returns. Both are plain frozen dataclasses: the client
-builds thousands of them per second.
+builds thousands of them per second. `redact` / `known_secrets` are the one place where error
+messages and library logs lose API keys.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,9 +124,53 @@ class RetryableLLMError(Exception):
         self.retry_after = retry_after
 
 
-def redact(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` replaced by '***' (short secrets are left alone:
-    replacing a 1-3 character string would mangle the message and protect nothing)."""
-    if secret and len(secret) >= 4:
-        return text.replace(secret, "***")
+# Variables whose values are never shown (besides the key in use): provider keys and tokens
+# (OPENAI_API_KEY, GEMINI_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...) wherever LiteLLM or an SDK
+# may have read them from.
+SECRET_NAME = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+MIN_FOUND_SECRET = 8  # values found by name: shorter ones are not keys, replacing them would mangle text
+
+
+Secrets = str | Iterable[str] | None  # one secret, several, or none
+
+
+def redact(text: str, *secrets: Secrets) -> str:
+    """`text` with every occurrence of each secret replaced by '***' (short secrets are left alone:
+    replacing a 1-3 character string would mangle the message and protect nothing). The one redaction
+    helper of assay.llm: every error message about a provider call goes through it."""
+    flat = {s for item in secrets for s in ((item,) if isinstance(item, str) or item is None else item)}
+    for secret in sorted({s for s in flat if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")  # (longest first: a key that contains another goes whole)
     return text
+
+
+def known_secrets(api_key: str | None = None, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """What errors and logs must not show: the key in use, and the value of every variable named like a
+    key (SECRET_NAME) in the env file's values `env` and in the process environment (read now)."""
+    found = {api_key} if api_key else set()
+    for source in (env or {}, os.environ):
+        found.update(
+            value for name, value in source.items() if SECRET_NAME.search(name) and len(value) >= MIN_FOUND_SECRET
+        )
+    return tuple(found)
+
+
+class RedactingFilter(logging.Filter):
+    """A logger filter that replaces known_secrets() (and `extra` ones) in each record's text, before
+    any handler sees it. For loggers of libraries that may log a request or an error (LiteLLM)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra: set[str] = set()  # e.g. the env file's keys, added by the backend that read them
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = (*known_secrets(), *self.extra)
+        message = record.getMessage()
+        clean = redact(message, *secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, *secrets)
+        return True

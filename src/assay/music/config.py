@@ -170,7 +170,7 @@ def loads_json(text: str) -> Any:
     try:
         return json.loads(strip_fence(text))
     except json.JSONDecodeError as exc:
-        raise MusicConfigError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise MusicConfigError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
 
 
 def as_object(obj: dict | str, what: str) -> dict:

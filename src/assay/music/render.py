@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from assay.errors import AssayError
-from assay.io import atomic_write
+from assay.io import atomic_write, writing
 from assay.music import dsp
 from assay.music.config import MusicConfigPrompt
 from assay.music.layers import Scene, layers_for
@@ -92,7 +92,8 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RAT
         with open(tmp, "wb") as f:
             wavfile.write(f, sample_rate, data)
 
-    atomic_write(path, write)
+    with writing(path):
+        atomic_write(path, write)
     return path
 
 

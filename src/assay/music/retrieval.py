@@ -23,12 +23,12 @@ MAP_SPLITS = ("SFT-Train", "SFT-Val", "GRPO")  # never TEST: it is what retrieva
 def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, field: str = "vibe_original") -> dict:
     """Embed the vibe of every row with a selected config in `splits` and write the map."""
     from assay.embeddings import embed
-    from assay.io import read_jsonl, write_directory
+    from assay.io import JSONL_MAX, check_size, read_jsonl, write_directory, writing
     from assay.pipeline.step import split_files
 
     entries = []
     for name, path in zip(splits, split_files(input_dir, list(splits), "assay synth score"), strict=True):
-        for row in read_jsonl(path):
+        for row in read_jsonl(check_size(path, JSONL_MAX, "a split file")):
             if row.get("config_payload") and isinstance(row.get(field), str):
                 score = row.get("score") or {}
                 primary = (row.get("scorers") or [None])[0]
@@ -45,7 +45,8 @@ def build_map(input_dir: str | Path, out_dir: str | Path, splits=MAP_SPLITS, fie
         raise DataError(f"{input_dir}: no rows with a selected config in {', '.join(splits)}")
     vectors = embed([e["vibe"] for e in entries])
     meta_base = {"splits": list(splits), "field": field, "source": str(input_dir)}
-    write_directory(out_dir, lambda tmp: _write_map(tmp, entries, vectors, meta_base))
+    with writing(out_dir):
+        write_directory(out_dir, lambda tmp: _write_map(tmp, entries, vectors, meta_base))
     return json.loads((Path(out_dir) / "meta.json").read_text("utf-8"))
 
 
@@ -82,9 +83,9 @@ class RetrievalMap:
         path = Path(path)
         if not (path / "map.jsonl").is_file() or not (path / "embeddings.safetensors").is_file():
             raise DataError(f"{path} is not a retrieval map (made by `assay music map`)")
-        from assay.io import read_jsonl
+        from assay.io import JSONL_MAX, check_size, read_jsonl
 
-        entries = list(read_jsonl(path / "map.jsonl"))
+        entries = list(read_jsonl(check_size(path / "map.jsonl", JSONL_MAX, "a map's map.jsonl")))
         try:
             vectors = load_file(str(path / "embeddings.safetensors"))["vibes"]
         except (SafetensorError, KeyError, OSError) as exc:

@@ -10,6 +10,8 @@
   silently (`overwrite=True` starts afresh).
 - Rows that fail are written to `<out>.errors.jsonl` (id and one-line error) and not to the
   output, so a resumed run tries them again.
+- A row is appended whole or not at all: a write that fails (a full disk) is cut off again, and
+  the run stops with one error naming the file; the rows before it stay, resumable.
 - An error-rate monitor (EWMA over finished rows) aborts cleanly above `max_error_rate`: rows in
   flight are cancelled, everything already written stays.
 """
@@ -29,7 +31,7 @@ from pydantic import Field
 
 from assay.config import Section
 from assay.errors import AssayError, DataError
-from assay.io import read_jsonl
+from assay.io import is_disk_full, read_jsonl
 from assay.progress import progress_bar
 
 
@@ -157,7 +159,7 @@ async def arun_rows(
     start = time.perf_counter()
     queue = iter(todo)
     with (
-        out_path.open("a", encoding="utf-8") as out,
+        open(out_path, "ab", buffering=0) as out,  # unbuffered: each row is one write, flushed
         progress_bar(len(todo), description, enabled=settings.progress) as advance,
     ):
         pending: dict[asyncio.Task, str] = {}
@@ -181,13 +183,12 @@ async def arun_rows(
                         message = " ".join(str(exc).split()) or type(exc).__name__
                         stats.failed += 1
                         stats.errors.append(f"{rid}: {message}")
-                        with errors_path.open("a", encoding="utf-8") as ef:
-                            ef.write(json.dumps({"row_id": rid, "error": message}) + "\n")
+                        with open(errors_path, "ab", buffering=0) as ef:
+                            append_line(ef, json.dumps({"row_id": rid, "error": message}), errors_path)
                     else:
                         result = task.result()
                         result.setdefault("row_id", rid)
-                        out.write(json.dumps(result, ensure_ascii=False) + "\n")
-                        out.flush()
+                        append_line(out, json.dumps(result, ensure_ascii=False), out_path)
                         stats.written += 1
                         if on_written is not None:
                             on_written(result)
@@ -205,11 +206,25 @@ async def arun_rows(
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-            out.flush()
             os.fsync(out.fileno())
     stats.error_rate = monitor.rate
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def append_line(f, line: str, path: Path) -> None:
+    """Append `line` and a newline to the unbuffered binary file `f`, whole or not at all: after a
+    failed write (a full disk) the file is cut back to where it ended, so it never holds a torn row."""
+    data = memoryview((line + "\n").encode("utf-8"))
+    end = f.seek(0, os.SEEK_END)
+    try:
+        while data:
+            data = data[f.write(data) :]
+    except OSError as exc:
+        f.truncate(end)
+        if is_disk_full(exc):
+            raise DataError(f"disk full or file too large: {path}") from None
+        raise
 
 
 def guard_outputs(paths: list[Path], settings: RunnerSettings) -> None:

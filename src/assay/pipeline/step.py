@@ -6,7 +6,8 @@ function -- and `run_step` does the rest, always in this order:
 
     1. refuse an existing output unless resuming or overwriting (`guard_outputs`), before anything
        is written; with --overwrite, the step's extra files are removed (`Step.stale_files`)
-    2. `Step.setup()` (build scorers, load a policy, read inputs: what may fail on bad input)
+    2. `Step.setup()` (build scorers, load a policy, read or check the inputs: what may fail on bad
+       input fails here, before anything is written)
     3. write `run_config.json`: the step's non-secret settings
     4. open one LLM client (when the step has LLM settings) and run every job through the row
        runner (`runner.arun_rows`: concurrency, resume, errors file, error-rate monitor, progress)
@@ -24,13 +25,14 @@ function -- and `run_step` does the rest, always in this order:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from assay.errors import DataError
-from assay.io import atomic_write_json, read_jsonl
+from assay.io import JSONL_MAX, atomic_write_text, check_size, jsonl_rows, read_jsonl, writing
 from assay.pipeline.runner import RunnerSettings, RunStats, arun_rows, guard_outputs
 
 
@@ -105,6 +107,11 @@ class SplitFilesStep(Step):
 
     def outputs(self) -> list[Path]:
         return [self.out_dir / p.name for p in self.files]
+
+    def setup(self) -> None:
+        """Check every input row before anything is written (the jobs read the files again, row by row)."""
+        if not sum(check_input(p, self.made_by) for p in self.files):
+            raise DataError(f"the split files hold no rows: {', '.join(map(str, self.files))}")
 
     def run_info(self) -> dict[str, Any]:
         return {"input_dir": str(self.input_dir)}
@@ -185,12 +192,29 @@ def split_files(input_dir: str | Path, splits: list[str], made_by: str) -> list[
     return files
 
 
+def check_input(path: Path, made_by: str) -> int:
+    """The number of rows of an input JSONL file, once all of them are checked: size, UTF-8, a JSON
+    object with a row_id per line (a one-line DataError naming the line otherwise)."""
+    check_size(path, JSONL_MAX, "a JSONL input")
+    rows = 0
+    for lineno, row in jsonl_rows(path):
+        if "row_id" not in row:
+            raise DataError(f"{path} line {lineno} has no row_id (made by `{made_by}`?)")
+        rows += 1
+    return rows
+
+
 def write_run_config(
     out_dir: str | Path, step: str, config: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> None:
     """`run_config.json`: the non-secret settings of a step (its sections, the LLM's, the runner's)."""
     from assay.version import __version__
 
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(out_dir) / "run_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"step": step, "assay_version": __version__, "config": config} | (extra or {})
-    atomic_write_json(Path(out_dir) / "run_config.json", payload)
+    text = json.dumps(payload, indent=2) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
+        return  # a resumed run with the same settings: leave the file as it is
+    with writing(path):
+        atomic_write_text(path, text)

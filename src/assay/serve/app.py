@@ -11,12 +11,13 @@
 Every error is JSON `{"error": "<one line>", "status": <code>}`: 413 for a body over
 `limits.max_request_bytes`, 422 for a body that is not UTF-8 JSON or asks for something outside
 the limits (empty or too long texts, too many, bad parameters), 404 for /api/generate without an
-LM. The API reads no files: it takes texts and returns numbers.
+LM, 503 with Retry-After when too much work is waiting; the refusals of `security.Guard` (Host
+400, token 401, Content-Type 415) come before any of that. The API reads no files: it takes
+texts and returns numbers, and names the loaded runs by their folder names only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -26,24 +27,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive
 
 from assay.config import validation_message
 from assay.serve import generation
-from assay.serve.batcher import Batcher
+from assay.serve.batcher import Batcher, Overloaded
 from assay.serve.config import ServeConfig
 from assay.serve.models import Loaded, models_info
+from assay.serve.security import Access, Guard, SecurityHeaders
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
-}
-# The page may talk to this server only: no CDN, no fonts, no beacons.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
 }
 
 
@@ -61,8 +59,10 @@ class ScoreRequest(BaseModel):
     text: str | None = None
 
 
-def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
+def create_app(cfg: ServeConfig, loaded: Loaded, access: Access | None = None) -> FastAPI:
+    """The app; `access` defaults to `Access.from_config(cfg.server)`."""
     limits = cfg.limits
+    access = access if access is not None else Access.from_config(cfg.server)
     judge = loaded.judge
     # One thread per model: requests queue for it instead of fighting over the cores.
     judge_thread = ThreadPoolExecutor(1, thread_name_prefix="assay-judge")
@@ -72,6 +72,10 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
         judge_thread,
         limits.batch_texts,
         limits.batch_wait_ms / 1000,
+        limits.max_queued_texts,
+    )
+    generations = (
+        generation.Generations(loaded.lm, lm_thread, limits.max_generations) if loaded.lm is not None else None
     )
 
     @asynccontextmanager
@@ -91,6 +95,10 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
     async def _api_error(request: Request, exc: ApiError):
         return _error(exc.status, exc.message)
 
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded):
+        return _error(503, str(exc), {"Retry-After": str(exc.retry_after)})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -98,7 +106,8 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
             message = f"no such page or endpoint: {request.url.path}"
         return _error(exc.status_code, message)
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(Guard, access=access)
+    app.add_middleware(SecurityHeaders)  # the outer one: on Guard's refusals too
 
     for route, (name, media_type) in STATIC.items():
         body = resources.files("assay.serve").joinpath("static", name).read_bytes()
@@ -110,10 +119,11 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
 
     @app.get("/api/models")
     async def models() -> dict[str, Any]:
-        return info | {"stats": batcher.stats()}
+        return info | {"stats": batcher.stats() | (generations.stats() if generations else {})}
 
     @app.post("/api/score")
     async def score(request: Request):
+        batcher.check()  # a full queue: refused before the body is read
         req = _parse(ScoreRequest, await read_json(request, limits.max_request_bytes))
         if (req.text is None) == (req.texts is None):
             raise ApiError(422, 'send exactly one of "text" (a string) or "texts" (a list of strings)')
@@ -130,7 +140,7 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
 
     @app.post("/api/generate")
     async def generate(request: Request):
-        if loaded.lm is None:
+        if generations is None:
             raise ApiError(404, "no language model is loaded: start the server with --lm LM_DIR")
         req = _parse(generation.GenerateRequest, await read_json(request, limits.max_request_bytes))
         if req.length > limits.max_generate_tokens:
@@ -138,31 +148,17 @@ def create_app(cfg: ServeConfig, loaded: Loaded) -> FastAPI:
         if req.steps > limits.max_steps:
             raise ApiError(422, f"steps {req.steps} is over the limit of {limits.max_steps}")
         _check_text(req.prompt, "the prompt", limits.max_text_chars, allow_empty=True)
-        if req.stream:
-            return StreamingResponse(generation.stream(loaded.lm, req, lm_thread), media_type="application/x-ndjson")
-        return _json(await asyncio.get_running_loop().run_in_executor(lm_thread, generation.run, loaded.lm, req))
+        job = generations.admit(req)
+        if req.stream:  # (the background task stops a stream whose client left before it began)
+            return StreamingResponse(
+                job.stream(), media_type="application/x-ndjson", background=BackgroundTask(job.stop)
+            )
+        answer = await job.answer(_disconnected(request.receive))
+        if answer is None:  # nobody is listening; nginx's code for it, for the access log
+            return _error(499, "the client closed the connection")
+        return _json(answer)
 
     return app
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware: SECURITY_HEADERS on every HTTP response (cheaper than
-    BaseHTTPMiddleware, and streamed responses pass through untouched)."""
-
-    def __init__(self, app):
-        self.app = app
-        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
-            await send(message)
-
-        return await self.app(scope, receive, send_with_headers)
 
 
 def _json(obj: Any) -> Response:
@@ -178,8 +174,15 @@ def _static(body: bytes, media_type: str):
     return page
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": " ".join(message.split()), "status": status}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": " ".join(message.split()), "status": status}, status_code=status, headers=headers)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone. Only once the body has been read: the server's next
+    message is then the disconnect (the response is still to come)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def read_json(request: Request, limit: int) -> Any:

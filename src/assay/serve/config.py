@@ -1,4 +1,4 @@
-"""The options of `assay serve`: what to load, where to listen, and the request limits."""
+"""The options of `assay serve`: what to load, where to listen, who may call it, and the limits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ class ServerSection(Section):
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL is printed)
     threads: int | None = Field(None, ge=1)  # torch threads (default: torch's own)
     log_requests: bool = False  # one access-log line per request
+    # Who may call the API (docs/serve.md, "Exposing the server"): beyond loopback, a token or no_auth.
+    token: str | None = None  # /api/* needs `Authorization: Bearer TOKEN`
+    token_env: str | None = None  # the token from this environment variable (kept out of `ps`)
+    no_auth: bool = False  # serve beyond loopback without a token (a warning is printed)
+    allow_hosts: list[str] = []  # Host header names accepted besides this server's own: NAME or NAME:PORT
 
 
 class LimitsSection(Section):
@@ -25,6 +30,9 @@ class LimitsSection(Section):
     batch_texts: int = Field(64, ge=1)  # texts of concurrent requests scored in one model call
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)  # how long a batch waits for more requests
     window_batch: int = Field(32, ge=1)  # model windows per forward pass
+    # Backpressure: past these, 503 with Retry-After instead of an ever longer wait.
+    max_queued_texts: int = Field(64, ge=1)  # texts waiting for the judge (besides the batch it scores)
+    max_generations: int = Field(4, ge=1)  # generations running or waiting for the LM
 
 
 class ServeConfig(Section):

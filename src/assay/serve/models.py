@@ -1,4 +1,5 @@
-"""What `assay serve` loads (once, before it listens) and what `GET /api/models` says about it."""
+"""What `assay serve` loads (once, before it listens) and what `GET /api/models` says about it:
+the runs by their folder names, never a path of the server's disk."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def describe(ckpt: Checkpoint, model) -> dict[str, Any]:
     cfg = ckpt.config
     out: dict[str, Any] = {
         "mode": cfg.model.mode,
-        "path": str(ckpt.directory),
+        "run": ckpt.directory.parent.name,  # names only: a path would tell clients about the server's disk
+        "checkpoint": ckpt.directory.name,
         "attention": cfg.model.attention,
         "tokenizer": cfg.data.tokenizer,
         "vocab_size": ckpt.tokenizer.vocab_size,
@@ -82,7 +84,7 @@ def models_info(loaded: Loaded) -> dict[str, Any]:
     judge = loaded.judge
     return {
         "judge": {
-            "sources": judge.sources,
+            "sources": [f"{Path(s).parent.name}/{Path(s).name}" for s in judge.sources],
             "sequence_scorer": describe(*judge.scorer) if judge.scorer else None,
             "token_classifier": describe(*judge.inspector) if judge.inspector else None,
             "token_probabilities": judge.inspector is not None,

@@ -111,13 +111,13 @@ def build_sources(config: BenchmarkConfig, guided: bool) -> list[Source]:
 
 def load_rows(path: Path | None, vibe_field: str, limit: int | None) -> list[dict[str, Any]]:
     """The input rows sorted by row_id (output files are in completion order), the first `limit`."""
-    from assay.io import read_jsonl
+    from assay.io import JSONL_MAX, check_size, read_jsonl
 
     if path is None:
         raise ConfigError("give --input (a JSONL of vibe rows, e.g. the TEST split)")
     if not Path(path).is_file():
         raise DataError(f"input not found: {path}")
-    rows = list(read_jsonl(path))
+    rows = list(read_jsonl(check_size(path, JSONL_MAX, "a JSONL input")))
     for number, row in enumerate(rows, 1):
         if not isinstance(row.get("row_id"), str):
             raise DataError(f"{path} row {number}: no row_id")
@@ -309,7 +309,7 @@ def run_benchmark(cfg: SynthBenchmarkConfig, progress: bool = True) -> dict[str,
     into `cfg.benchmark.out` and returns what benchmark.json holds."""
     import asyncio
 
-    from assay.io import atomic_write_json, atomic_write_text
+    from assay.io import atomic_write_json, atomic_write_text, writing
     from assay.llm.client import LLMClient
     from assay.llm.types import LLMError
     from assay.progress import progress_bar
@@ -386,10 +386,11 @@ def run_benchmark(cfg: SynthBenchmarkConfig, progress: bool = True) -> dict[str,
         },
     }
     out = Path(b.out)
-    atomic_write_text(
-        out / "benchmark_rows.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_records)
-    )
-    atomic_write_json(out / "benchmark.json", result)
+    with writing(out / "benchmark_rows.jsonl"):
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_records)
+        atomic_write_text(out / "benchmark_rows.jsonl", text)
+    with writing(out / "benchmark.json"):
+        atomic_write_json(out / "benchmark.json", result)
     return result
 
 

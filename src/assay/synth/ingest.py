@@ -26,7 +26,7 @@ from pydantic import Field
 
 from assay.config import Section
 from assay.errors import DataError
-from assay.io import atomic_write_text
+from assay.io import JSONL_MAX, TEXT_MAX, atomic_write_text, check_size, writing
 
 SCENE = re.compile(r"(?im)^[ \t]*scene[ \t]+([ivxl]+|\d+)\b.*$")
 
@@ -82,16 +82,19 @@ def folder_texts(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
     files = sorted(p for p in path.rglob("*.txt") if p.is_file())
     if not files:
         raise DataError(f"source folder {path} has no .txt files")
-    return [
-        (str(p.relative_to(path)), p.read_text(encoding="utf-8", errors="replace"), {"path": str(p)}) for p in files
-    ]
+    return [(str(p.relative_to(path)), _read_source_text(p), {"path": str(p)}) for p in files]
+
+
+def _read_source_text(path: Path) -> str:
+    """A source text file, size-checked (it is read whole); bytes that are not UTF-8 become U+FFFD."""
+    return check_size(path, TEXT_MAX, "a source text").read_text(encoding="utf-8", errors="replace")
 
 
 def jsonl_texts(path: Path, field: str) -> list[tuple[str, str, dict[str, Any]]]:
     from assay.io import read_jsonl
 
     out = []
-    for number, row in enumerate(read_jsonl(path), 1):
+    for number, row in enumerate(read_jsonl(check_size(path, JSONL_MAX, "a JSONL source")), 1):
         if not isinstance(row.get(field), str):
             raise DataError(f"{path}:{number}: no text field {field!r}")
         ident = str(row.get("id", row.get("id_in_dataset", number)))
@@ -142,6 +145,7 @@ def ingest(config: IngestConfig, out_dir: str | Path) -> dict[str, int]:
                 "created": created,
             }
             lines.append(json.dumps(row, ensure_ascii=False))
-        atomic_write_text(out_dir / f"{dataset}.jsonl", "\n".join(lines) + "\n")
+        with writing(out_dir / f"{dataset}.jsonl"):
+            atomic_write_text(out_dir / f"{dataset}.jsonl", "\n".join(lines) + "\n")
         counts[dataset] = len(lines)
     return counts

@@ -124,6 +124,7 @@ class ScoreStep(SplitFilesStep):
         return {"score": self.config.model_dump(mode="json"), "llm": llm}
 
     def setup(self) -> None:
+        super().setup()
         self.scorers = build_scorers(self.config, self.llm_settings)
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from assay.config import Section
 from assay.errors import DataError
-from assay.io import atomic_write_text, read_jsonl
+from assay.io import JSONL_MAX, atomic_write_text, check_size, read_jsonl, writing
 from assay.llm.types import ChatRequest
 from assay.pipeline.step import Job, Step, run_step
 
@@ -181,7 +181,9 @@ def finalize(out_dir: Path, config: VibesConfig) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for name in SPLITS:  # eval splits are written first
         chosen = [r | {"split": name} for r in rows if where[text_key(r)] == name]
-        atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen))
+        with writing(out_dir / f"{name}.jsonl"):
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen)
+            atomic_write_text(out_dir / f"{name}.jsonl", text)
         counts[name] = len(chosen)
     return {
         "texts": len(progress),
@@ -212,7 +214,9 @@ class VibesStep(Step):
         self.files = sorted(p for p in self.input_dir.glob("*.jsonl") if not p.name.startswith("_"))
         if not self.files:
             raise DataError(f"{self.input_dir}: no input .jsonl files (make them with `assay synth ingest`)")
-        self.rows = [row for path in self.files for row in read_jsonl(path)]
+        self.rows = [row for path in self.files for row in read_jsonl(check_size(path, JSONL_MAX, "a JSONL input"))]
+        if not self.rows:
+            raise DataError(f"{self.input_dir}: the input files hold no rows ({', '.join(p.name for p in self.files)})")
         for number, row in enumerate(self.rows, 1):
             if not isinstance(row.get("text"), str) or "row_id" not in row:
                 raise DataError(

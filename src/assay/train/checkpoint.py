@@ -37,7 +37,7 @@ from assay.checkpoint_io import (
 from assay.config import to_dict, validate
 from assay.data.tokenizer import Tokenizer, load_tokenizer
 from assay.errors import AssayError, CheckpointError
-from assay.io import atomic_write_json, replace_directory
+from assay.io import atomic_write_json, is_disk_full, make_temp_directory, replace_directory
 from assay.model import Transformer
 from assay.train.config import TrainingConfig
 from assay.train.lm_tasks import CORE_TASKS
@@ -69,31 +69,48 @@ def save_checkpoint(
     training_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a checkpoint directory atomically. Under DDP every rank calls this (collectively):
-    rank 0 writes the shared files, every rank its own RNG state."""
+    rank 0 writes the shared files, every rank its own RNG state.
+
+    The files go into a fresh temporary folder, are fsynced, and the folder is swapped into place
+    (`replace_directory`). If any rank fails to write (a full disk), the temporary folder is
+    removed, the previous checkpoint stays as it was, and every rank raises one CheckpointError."""
     directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp")
     is_main = dist is None or dist.is_main
     rank = 0 if dist is None else dist.rank
-    if is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    _barrier(dist)
-    if rank_state is not None:
-        save_tree(tmp / f"rank{rank}", rank_state)
-    if is_main:
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": f"assay-{FORMAT}"})
-        atomic_write_json(tmp / "config.json", to_dict(config))
-        tokenizer.save(tmp / "tokenizer")
-        if optimizer is not None:
-            save_optimizer(tmp, optimizer)
-        if training_weights is not None:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in training_weights.items()}
-            save_file(tensors, str(tmp / TRAINING_WEIGHTS), metadata={"format": f"assay-{FORMAT}"})
-        world = 1 if dist is None else dist.world_size
-        atomic_write_json(tmp / "state.json", {"format": FORMAT, "world_size": world} | state)
-    _barrier(dist)
-    if is_main:
-        replace_directory(tmp, directory)
+    tmp = make_temp_directory(directory) if is_main else None
+    if dist is not None:
+        tmp = Path(dist.broadcast_text(str(tmp) if tmp else None))
+    error: BaseException | None = None
+    try:
+        if rank_state is not None:
+            save_tree(tmp / f"rank{rank}", rank_state)
+        if is_main:
+            save_model(model, str(tmp / "model.safetensors"), metadata={"format": f"assay-{FORMAT}"})
+            atomic_write_json(tmp / "config.json", to_dict(config))
+            tokenizer.save(tmp / "tokenizer")
+            if optimizer is not None:
+                save_optimizer(tmp, optimizer)
+            if training_weights is not None:
+                tensors = {k: v.detach().cpu().contiguous() for k, v in training_weights.items()}
+                save_file(tensors, str(tmp / TRAINING_WEIGHTS), metadata={"format": f"assay-{FORMAT}"})
+            world = 1 if dist is None else dist.world_size
+            atomic_write_json(tmp / "state.json", {"format": FORMAT, "world_size": world} | state)
+    except (OSError, SafetensorError) as exc:
+        error = exc
+    failed = error is not None if dist is None else dist.any(error is not None)
+    if not failed and is_main:
+        try:
+            replace_directory(tmp, directory)
+        except OSError as exc:
+            error = exc
+        failed = error is not None
+    if failed:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = ("disk full: " if error is not None and is_disk_full(error) else "") + (
+            first_line(error) if error is not None else "another rank could not write its state"
+        )
+        raise CheckpointError(f"cannot write the checkpoint {directory} ({reason}); the previous one is kept")
     _barrier(dist)
 
 
@@ -213,6 +230,12 @@ def load_checkpoint(path: str | Path, prefer: str = "best", tasks: TaskTable = C
         tokenizer = load_tokenizer(directory / "tokenizer")
     except AssayError as exc:
         raise CheckpointError(f"{directory}: {exc}") from None
+    saved_vocab = config.model.vocab_size
+    if saved_vocab is not None and saved_vocab != tokenizer.vocab_size:
+        raise CheckpointError(
+            f"{directory}: its tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary is "
+            f"{saved_vocab} (a tokenizer/ from another run?)"
+        )
     return Checkpoint(directory, config, tokenizer, state, task)
 
 

@@ -63,6 +63,14 @@ class Dist:
         tdist.all_reduce(t)
         return t.tolist()
 
+    def broadcast_text(self, text: str | None) -> str:
+        """Rank 0's `text`, on every rank."""
+        if not self.enabled:
+            return text
+        box = [text]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def any(self, flag: bool) -> bool:
         return self.sum(float(flag))[0] > 0
 

@@ -35,6 +35,7 @@ from assay.data.stream import read_meta
 from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
 from assay.errors import ConfigError, DataError
+from assay.io import writing
 from assay.progress import console
 from assay.train.checkpoint import Checkpoint
 from assay.train.distributed import Dist
@@ -61,6 +62,9 @@ def evaluate_checkpoint(
     CLI passes its table; the core knows only the masked-LM provider)."""
     if stream is not None and corpus is not None:
         raise ConfigError("--stream and --corpus are exclusive: evaluate on one of them")
+    for name, value in (("blocks", blocks), ("elbo_points", elbo_points)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1, not {value}")
     cfg = ckpt.config.model_copy(deep=True)
     cfg.run.out_dir = str(ckpt.directory.parent)  # where a judge's calibration.png goes
     cfg.data.stream_timeout = 5.0  # a judge's stream must already be there: fail fast if not
@@ -95,7 +99,8 @@ def _evaluate(ckpt: Checkpoint, cfg, device: str, other: dict[str, str]) -> dict
     if other:
         task.evaluating_other_data(ckpt.config)
     started = time.perf_counter()
-    metrics = task.evaluate(model, final=True)
+    with writing(cfg.run.out_dir):  # a judge's calibration.png goes there
+        metrics = task.evaluate(model, final=True)
     out = {
         "checkpoint": str(ckpt.directory),
         "iter": ckpt.state.get("iter"),

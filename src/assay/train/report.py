@@ -22,6 +22,8 @@ def load_reports(runs: list[Path], tasks: TaskTable = CORE_TASKS) -> list[dict[s
             raise AssayError(f"{run} has no eval.json/config.json: is it a finished run folder?") from None
         except json.JSONDecodeError:
             raise AssayError(f"{run}: eval.json or config.json is corrupt") from None
+        except UnicodeDecodeError:
+            raise AssayError(f"{run}: eval.json or config.json is not UTF-8 text") from None
         objective = objective_of(config, tasks)
         if objective not in tasks:
             raise AssayError(f"{run} is a {objective} run; this reports only {', '.join(tasks)} runs")

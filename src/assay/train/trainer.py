@@ -5,11 +5,17 @@ Resume is exact: a checkpoint holds the model, AdamW moments, the iteration, the
 the curriculum and every RNG (torch's global one, which drives dropout, and the task's
 generators, per rank), so a run stopped at iteration k and resumed logs the same losses as one
 that never stopped.
+
+Reliability (docs/reliability.md): a run folder has one writer at a time (`assay.io.folder_lock`);
+a folder that holds a run is continued (`resume`) or replaced (`overwrite`), never overwritten
+silently; Ctrl-C and SIGTERM (preemption, torchrun shutdown) finish the step and save `last/`; a
+non-finite loss stops the run before the optimizer step, with `last/` and `best/` as they were.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import math
 import shutil
 import signal
@@ -21,12 +27,13 @@ from typing import Any
 
 import torch
 
+from assay.checkpoint_io import resolve_checkpoint
 from assay.config import apply_override, to_dict, validate
 from assay.data.stream import wait_for_stream
 from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
-from assay.errors import ConfigError
-from assay.io import atomic_write_json, replace_directory
+from assay.errors import AssayError, ConfigError, DataError
+from assay.io import atomic_write_json, folder_lock, remove_temp_directories, write_directory
 from assay.progress import console, make_progress
 from assay.rng import stable_seed
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
@@ -66,12 +73,22 @@ def config_for_resume(ckpt: Checkpoint, out_dir: str | Path, overrides: list[str
     return cfg
 
 
-def train(cfg: TrainingConfig, resume: Checkpoint | None = None, tasks: TaskTable = CORE_TASKS) -> TrainResult:
+RUN_FILES = ("best", "last", "best.old", "last.old", "metrics.jsonl", "eval.json", "loss.png", "config.json")
+
+
+class NonFiniteLossError(AssayError):
+    """The loss (or the gradient norm) became NaN or infinite; the run stopped before stepping."""
+
+
+def train(
+    cfg: TrainingConfig, resume: Checkpoint | None = None, tasks: TaskTable = CORE_TASKS, overwrite: bool = False
+) -> TrainResult:
     """Train `cfg` (or continue `resume`, a checkpoint of the same run). `tasks` is the task table
-    the config's objective is looked up in."""
+    the config's objective is looked up in. A run.out_dir that already holds a run is refused
+    unless `resume`s it or `overwrite` is set (its checkpoints and logs are then removed first)."""
     device_type = resolve_device(cfg.run.device).type
     dist = Dist.from_env(device_type)
-    trainer = Trainer(cfg, dist, resume, tasks)
+    trainer = Trainer(cfg, dist, resume, tasks, overwrite)
     result = trainer.run()
     # The DDP wrapper holds the process group: release it before destroying the group, or gloo's
     # threads die at interpreter exit and abort the process. Only a clean exit destroys the group
@@ -82,13 +99,49 @@ def train(cfg: TrainingConfig, resume: Checkpoint | None = None, tasks: TaskTabl
     return result
 
 
+def _iter_of(checkpoint: Path) -> int | str:
+    try:
+        return int(json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["iter"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "?"
+
+
 class Trainer:
-    def __init__(self, cfg: TrainingConfig, dist: Dist, resume: Checkpoint | None, tasks: TaskTable = CORE_TASKS):
-        self.cfg, self.dist, self.resume = cfg, dist, resume
+    def __init__(
+        self,
+        cfg: TrainingConfig,
+        dist: Dist,
+        resume: Checkpoint | None,
+        tasks: TaskTable = CORE_TASKS,
+        overwrite: bool = False,
+    ):
+        self.cfg, self.dist, self.resume, self.overwrite = cfg, dist, resume, overwrite
         self.task_cls = resume.task if resume else task_for(cfg.objective, tasks)
         self.out = Path(cfg.run.out_dir)
         self.device = resolve_device(cfg.run.device, dist.local_rank)
         self._stop = False
+        self._signal = "Ctrl-C"
+
+    # -- the run folder -------------------------------------------------------------------------
+    def _claim_folder(self) -> None:
+        """Rank 0, holding the folder's lock: refuse to overwrite a run silently, clear what an
+        `overwrite` replaces, and remove the temporary folders of writers that were killed."""
+        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        if self.resume is None and existing:
+            if not self.overwrite:
+                try:
+                    at = f" (at iter {_iter_of(resolve_checkpoint(self.out, 'last'))})"
+                except AssayError:
+                    at = ""
+                raise ConfigError(
+                    f"{self.out} already holds a run{at}: continue it with --resume {self.out}, "
+                    "or start afresh with --overwrite (its checkpoints and metrics are deleted)"
+                )
+            for name in existing:
+                path = self.out / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for name in ("best", "last"):
+            remove_temp_directories(self.out / name)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _prepare_data(self):
@@ -103,7 +156,13 @@ class Trainer:
             if cfg.data.block_size != meta["seq_len"]:
                 self._log(f"data.block_size set to the stream's sequence length, {meta['seq_len']}")
                 cfg.data.block_size = meta["seq_len"]
-            return None, tokenizer or load_tokenizer(Path(cfg.data.stream) / "tokenizer")
+            theirs = load_tokenizer(Path(cfg.data.stream) / "tokenizer")
+            if tokenizer is not None and theirs.fingerprint() != tokenizer.fingerprint():
+                raise DataError(
+                    f"the stream {cfg.data.stream} was made with another tokenizer than the checkpoint's "
+                    f"{self.resume.directory}: resume on the stream the run was trained on"
+                )
+            return None, tokenizer or theirs
         shared = self.out / ".tokenizer"
         if dist.is_main:
             splits = prepare_tokens(cfg.data, tokenizer)
@@ -149,7 +208,10 @@ class Trainer:
         if cfg.model.freeze_transformer:
             self.model.freeze_trunk()
         self.optimizer = build_optimizer(self.model, cfg.train)
-        if self._unfreeze_due():
+        # A checkpoint saved at iteration train.unfreeze_at_iter is still frozen (the loop unfreezes
+        # at the top of the next iteration): its optimizer state has the head's groups only.
+        at = cfg.train.unfreeze_at_iter
+        if self.model.frozen_trunk and at is not None and self.iter > at:
             self._unfreeze()
         if self.resume:
             state = self.resume.state
@@ -160,8 +222,12 @@ class Trainer:
             self.task.load_rank_state_dict(rank_state["task"])
             self.best = math.inf if state["best_val_loss"] is None else float(state["best_val_loss"])
         self._wrap()
+        # A resumed run's config.json is rewritten with its first checkpoint, so that a failure
+        # before then (a full disk) leaves the folder describing the checkpoint it holds.
+        self._config_written = self.resume is None
         if self.dist.is_main:
-            atomic_write_json(self.out / "config.json", to_dict(cfg))
+            if self.resume is None:
+                atomic_write_json(self.out / "config.json", to_dict(cfg))
             self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=self.iter if self.resume else None)
 
     def _wrap(self) -> None:
@@ -234,6 +300,13 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        if not self.dist.is_main:
+            return self._run()
+        with folder_lock(self.out):
+            self._claim_folder()
+            return self._run()
+
+    def _run(self) -> TrainResult:
         self._setup()
         cfg, tc = self.cfg, self.cfg.train
         if self.dist.is_main:
@@ -250,7 +323,7 @@ class Trainer:
                 + (f" | resuming at iter {self.iter}" if self.resume else "")
             )
         tokens_per_iter = tc.batch_size * tc.grad_accum * self.task.block_len * self.dist.world_size
-        previous_handler = self._install_signal_handler()
+        previous_handlers = self._install_signal_handlers()
         started = time.perf_counter()
         final: dict[str, Any] = {}
         interrupted = False
@@ -288,11 +361,14 @@ class Trainer:
                     if self.dist.any(self._stop):
                         interrupted = True
                         self._save("last")
-                        self._log(f"interrupted at iter {self.iter}; continue with: assay train --resume {self.out}")
+                        self._log(
+                            f"interrupted ({self._signal}) at iter {self.iter}; last/ saved; "
+                            f"continue with: assay train --resume {self.out}"
+                        )
                         break
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for signum, previous in previous_handlers.items():
+                signal.signal(signum, previous)
             if self.dist.is_main:
                 self.metrics.close()
         seconds = time.perf_counter() - started
@@ -321,8 +397,14 @@ class Trainer:
                     loss = self.task.loss(self.step_model, batch)
                 (loss / tc.grad_accum).backward()
             total += float(loss.detach())
-        if tc.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), tc.grad_clip)
+        norm = (
+            math.nan
+            if tc.grad_clip is None
+            else float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), tc.grad_clip))
+        )
+        bad = not math.isfinite(total) or (tc.grad_clip is not None and not math.isfinite(norm))
+        if self.dist.any(bad):  # before the optimizer step: the weights stay finite
+            self._non_finite("training loss" if not math.isfinite(total) else "gradient norm", total, norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
@@ -336,6 +418,8 @@ class Trainer:
         with torch.random.fork_rng(devices=devices), self._autocast(), self._ema_applied():
             metrics = self.task.evaluate(self.model, final=final)
         self.model.train()
+        if self.dist.any(not math.isfinite(metrics["val_loss"])):
+            self._non_finite("validation loss", metrics["val_loss"], math.nan, stepped=True)
         event = self.task.observe(metrics)
         self._write({"iter": self.iter, **metrics})
         if event:
@@ -360,12 +444,24 @@ class Trainer:
         )
         self._save("last")
         if improved and self.dist.is_main:
-            tmp = self.out / ".best.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(self.out / "last", tmp)
-            replace_directory(tmp, self.out / "best")
+            last = self.out / "last"
+            write_directory(self.out / "best", lambda tmp: shutil.copytree(last, tmp, dirs_exist_ok=True))
         self.dist.barrier()
         return metrics
+
+    def _non_finite(self, what: str, loss: float, norm: float, stepped: bool = False) -> None:
+        """Stop the run: one clear error naming the iteration; the checkpoints stay as they were."""
+        iteration = self.iter if stepped else self.iter + 1
+        self._write({"iter": iteration, "event": "non_finite", "what": what})
+        try:
+            kept = f"; last/ holds iter {_iter_of(resolve_checkpoint(self.out, 'last'))}"
+        except AssayError:
+            kept = "; no checkpoint was saved yet"
+        value = loss if what != "gradient norm" else norm
+        raise NonFiniteLossError(
+            f"the {what} is {value} at iter {iteration}: stopped before the update{kept} "
+            f"(lower train.lr, set train.grad_clip, or check the data)"
+        )
 
     def _save(self, name: str) -> None:
         self.task.on_checkpoint()
@@ -384,6 +480,12 @@ class Trainer:
             self._write_checkpoint(name, state, rank_state, dict(zip(names, own, strict=True)))
 
     def _write_checkpoint(self, name: str, state, rank_state, training_weights) -> None:
+        self._save_checkpoint(name, state, rank_state, training_weights)
+        if not self._config_written and self.dist.is_main:
+            atomic_write_json(self.out / "config.json", to_dict(self.cfg))
+        self._config_written = True
+
+    def _save_checkpoint(self, name: str, state, rank_state, training_weights) -> None:
         save_checkpoint(
             self.out / name,
             model=self.model,
@@ -403,16 +505,21 @@ class Trainer:
         if self.dist.is_main:
             self.metrics.write(record)
 
-    def _install_signal_handler(self):
-        """First Ctrl-C: finish the current step, save `last/`, stop. Second: stop at once."""
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """First Ctrl-C or SIGTERM (preemption, torchrun shutting down): finish the current step,
+        save `last/`, stop. A second one: stop at once. Returns the handlers to restore."""
+
+        def handler(signum, frame):
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+            self._signal = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            self._log(f"{self._signal}: stopping after this step (send it again to abort without saving)")
+
+        previous = {}
         try:
-
-            def handler(signum, frame):
-                if self._stop:
-                    raise KeyboardInterrupt
-                self._stop = True
-                self._log("stopping after this step (Ctrl-C again to abort without saving)")
-
-            return signal.signal(signal.SIGINT, handler)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, handler)
         except ValueError:  # not the main thread
-            return None
+            pass
+        return previous

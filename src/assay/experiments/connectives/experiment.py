@@ -25,13 +25,13 @@ import numpy as np
 from assay.config import to_dict
 from assay.data.tokenizer import build_tokenizer, load_tokenizer
 from assay.data.tokens import split_texts
-from assay.errors import ConfigError
+from assay.errors import ConfigError, DataError
 from assay.experiments.connectives.config import ConnectivesExperimentConfig, ConnectiveTrainingConfig, run_dir
 from assay.experiments.connectives.evaluate import Occurrences, other_token_loss, recovery
 from assay.experiments.connectives.inventory import coverage, load_inventory
 from assay.experiments.connectives.policy import ConnectiveStats
 from assay.experiments.connectives.task import TASKS, annotate_splits
-from assay.io import atomic_write_json, atomic_write_text
+from assay.io import JSON_MAX, atomic_write, atomic_write_json, atomic_write_text, check_size, read_text_file
 from assay.train.checkpoint import load_checkpoint
 from assay.train.distributed import resolve_device
 from assay.train.trainer import config_for_resume, train
@@ -39,6 +39,7 @@ from assay.train.trainer import config_for_resume, train
 
 def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any]:
     """Train and evaluate what is missing, then write the results; returns results.json's content."""
+    inventory = load_inventory(next(iter(cfg.strategies.values())).inventory)  # a bad file fails before any write
     out = Path(cfg.experiment.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "experiment.json", to_dict(cfg))
@@ -49,7 +50,6 @@ def run_experiment(cfg: ConnectivesExperimentConfig, log=print) -> dict[str, Any
         build_tokenizer(cfg.data.tokenizer, source, cfg.data.bpe_vocab_size, cfg.data.tokenizer_path).save(tok_dir)
     tokenizer = load_tokenizer(tok_dir)
     tokenizer_path = str(tok_dir / "tokenizer.json") if cfg.data.tokenizer == "bpe" else None
-    inventory = load_inventory(next(iter(cfg.strategies.values())).inventory)
 
     annotated = annotate_splits({k: texts[k] for k in ("train", "val")}, tokenizer, inventory)
     test = Occurrences(texts["test"], tokenizer, inventory)  # tokenised once, for every run
@@ -94,7 +94,7 @@ def _check_same_config(rd: Path, wanted: ConnectiveTrainingConfig) -> None:
     saved_path = rd / "config.json"
     if not saved_path.exists():
         return
-    saved, new = json.loads(saved_path.read_text()), to_dict(wanted)
+    saved, new = _read_json(saved_path), to_dict(wanted)
     for section in ("data", "model", "masking", "train"):
         a, b = dict(saved.get(section, {})), dict(new[section])
         if section == "model":  # filled in from the tokenizer when the run started (aux_classes: older runs)
@@ -108,6 +108,14 @@ def _check_same_config(rd: Path, wanted: ConnectiveTrainingConfig) -> None:
             )
 
 
+def _read_json(path: Path) -> Any:
+    """A JSON file the experiment wrote earlier (a run's config.json, eval.json, test.json)."""
+    try:
+        return json.loads(read_text_file(check_size(path, JSON_MAX, "a run's JSON file")))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is corrupt ({exc.msg}): delete that run to train it again") from None
+
+
 def evaluate_run(rd: Path, test, inventory, form_counts, batch_size: int, device) -> dict[str, Any]:
     """A run's best checkpoint on the test text (`Occurrences`, made with the experiment's tokenizer)."""
     ckpt = load_checkpoint(rd, prefer="best", tasks=TASKS)
@@ -115,7 +123,7 @@ def evaluate_run(rd: Path, test, inventory, form_counts, batch_size: int, device
     block = ckpt.config.data.block_size
     res = recovery(model, test, inventory, form_counts, block, device, batch_size)
     res["other_token_loss"] = other_token_loss(model, test, block, device)
-    res["val"] = json.loads((rd / "eval.json").read_text())
+    res["val"] = _read_json(rd / "eval.json")
     res["best_iter"] = int(ckpt.state["iter"])
     return res
 
@@ -136,7 +144,7 @@ def collect(cfg: ConnectivesExperimentConfig, inventory, stats, cov) -> dict[str
     per: dict[str, dict[int, dict]] = {}
     for name in cfg.strategies:
         runs = {s: run_dir(cfg, name, s) / "test.json" for s in seeds}
-        done = {s: json.loads(p.read_text()) for s, p in runs.items() if p.exists()}
+        done = {s: _read_json(p) for s, p in runs.items() if p.exists()}
         if done:
             per[name] = done
     if not per:
@@ -276,8 +284,7 @@ def plot_results(results: dict[str, Any], out: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Connective recovery, held-out books (bars: mean over seeds, dots: seeds)")
     fig.tight_layout()
-    fig.savefig(out / "recovery.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "recovery.png")
 
     classes = results["classes"]
     fig, ax = plt.subplots(figsize=(12, 4.5))
@@ -294,8 +301,7 @@ def plot_results(results: dict[str, Any], out: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title("Top-1 by connective class")
     fig.tight_layout()
-    fig.savefig(out / "per_class.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "per_class.png")
 
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
     for ax, n in zip(axes[0], names, strict=True):
@@ -308,5 +314,14 @@ def plot_results(results: dict[str, Any], out: Path) -> None:
     axes[0][0].set_ylabel("true class")
     fig.suptitle("Class of the top-1 prediction (rows: true class, normalised)")
     fig.tight_layout()
-    fig.savefig(out / "confusion.png", dpi=120)
-    plt.close(fig)
+    _save(fig, out / "confusion.png")
+
+
+def _save(fig, path: Path) -> None:
+    """Write a figure atomically (a failed write never leaves a torn PNG over the last one), then close it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from assay.errors import DataError
+from assay.io import CONFIG_MAX, check_size, read_text_file
 
 LINE_INITIAL, CLAUSE_INITIAL = 1, 2  # Annotations.flags bits
 CLAUSE_PUNCTUATION = set(",;:.?!")
@@ -62,10 +63,10 @@ def load_inventory(path: str | Path | None = None) -> Inventory:
                 encoding="utf-8"
             )
         else:
-            raw = Path(path).read_text(encoding="utf-8")
+            if not Path(path).is_file():
+                raise DataError(f"connective inventory not found: {path}")
+            raw = read_text_file(check_size(path, CONFIG_MAX, "a connective inventory"))
         classes = tomllib.loads(raw)["classes"]
-    except FileNotFoundError:
-        raise DataError(f"connective inventory not found: {path}") from None
     except (tomllib.TOMLDecodeError, KeyError) as exc:
         raise DataError(f"connective inventory {path or 'connectives.toml'} is malformed ({exc})") from None
     forms, class_of = [], []

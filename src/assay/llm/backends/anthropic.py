@@ -13,12 +13,12 @@ import json
 import time
 
 from assay.llm.backends.http import close_quietly, http_client, status_error
-from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Usage, redact
+from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Secrets, Usage, redact
 
 DEFAULT_MAX_TOKENS = 4096
 
 
-def map_anthropic_error(exc: Exception, secret: str | None) -> Exception:
+def map_anthropic_error(exc: Exception, secret: Secrets) -> Exception:
     import anthropic
 
     if isinstance(exc, anthropic.APITimeoutError):

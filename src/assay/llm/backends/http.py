@@ -18,7 +18,7 @@ import urllib.request
 import aiohttp
 
 from assay.llm.retry import is_retryable_status, parse_retry_after
-from assay.llm.types import LLMError, RetryableLLMError, redact
+from assay.llm.types import LLMError, RetryableLLMError, Secrets, redact
 
 _DROP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -107,11 +107,11 @@ def http_client(max_connections: int, timeout_s: float, module: str = "httpx"):
     return hx.AsyncClient(transport=transport_class(module)(max_connections), timeout=timeout_s)
 
 
-def status_error(status: int, message: str, headers=None, secret: str | None = None) -> Exception:
+def status_error(status: int, message: str, headers=None, secret: Secrets = None) -> Exception:
     """The exception for an HTTP error answer: retryable (408/409/429/5xx) or an LLMError.
 
     The server's text is kept short and scrubbed of the key; for 401/403 it is dropped (some
-    servers echo the rejected key)."""
+    servers echo the rejected key). `secret`: the key, or every key to scrub."""
     if status in (401, 403):
         return LLMError(f"HTTP {status}: the server rejected the API key (check --api-key-env / --env-file)")
     text = redact(" ".join(str(message).split()), secret)[:300]

@@ -4,15 +4,22 @@ LiteLLM's own retries are off (the client retries) and parameters a provider doe
 dropped rather than refused. Its price table is the bundled copy (LITELLM_LOCAL_MODEL_COST_MAP):
 nothing is fetched at run time. Without --api-key-env, LiteLLM reads its provider's variable
 (GEMINI_API_KEY, ...) from the environment, or from the env file if the variable is there.
+
+Which key LiteLLM used is not known here, so its errors and its loggers' records are scrubbed of every
+key-like variable of the environment and of the env file (`types.known_secrets`), not only of ours.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 from assay.llm.backends.openai_compat import map_sdk_error
-from assay.llm.types import ChatRequest, ChatResponse, LLMError, Usage
+from assay.llm.types import ChatRequest, ChatResponse, LLMError, RedactingFilter, Usage, known_secrets
+
+LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_log_filter = RedactingFilter()
 
 
 def import_litellm():
@@ -20,6 +27,10 @@ def import_litellm():
     import litellm
 
     litellm.suppress_debug_info = True
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if _log_filter not in logger.filters:
+            logger.addFilter(_log_filter)
     return litellm
 
 
@@ -33,6 +44,7 @@ class LiteLLMBackend:
         self._timeout_s = timeout_s
         self._env = env
         self._keys: dict[str, str | None] = {}  # model -> key found in the env file
+        _log_filter.extra.update(known_secrets(api_key, env))
 
     def _key_for(self, model: str) -> str | None:
         if self._api_key is not None or not self._env:
@@ -75,7 +87,7 @@ class LiteLLMBackend:
         try:
             out = await self._litellm.acompletion(**kwargs)
         except Exception as exc:  # LiteLLM raises openai-style exceptions and a few of its own
-            raise map_sdk_error(exc, key) from None
+            raise map_sdk_error(exc, known_secrets(key or self._api_key, self._env)) from None
         try:
             choice = out.choices[0]
             usage = getattr(out, "usage", None)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from assay.llm.backends.http import close_quietly, http_client, new_session, proxy_for, status_error
-from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Usage, redact
+from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Secrets, Usage, redact
 
 OPENAI_BASE = "https://api.openai.com/v1"
 
@@ -43,7 +43,7 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def map_sdk_error(exc: Exception, secret: str | None) -> Exception:
+def map_sdk_error(exc: Exception, secret: Secrets) -> Exception:
     """openai SDK (and LiteLLM, whose exceptions subclass the SDK's) exception -> ours."""
     import openai
 

@@ -11,6 +11,9 @@ simply loaded from the GGUF each time.
 
 Everything runs offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE are set before transformers is
 imported, in the package's __init__), in fp32 on the CPU, with torch's default thread count.
+
+Weights are read from safetensors only (or the GGUF, which is not pickle either): a directory whose
+weights are a pickled `pytorch_model.bin` is refused, never unpickled (`use_safetensors=True`).
 """
 
 from __future__ import annotations
@@ -90,13 +93,27 @@ def gguf_path() -> Path:
 
 
 def resolve(spec: str) -> Path:
-    """The file or directory a model spec names: 'smollm2' (the GGUF) or an HF model directory."""
+    """The file or directory a model spec names: 'smollm2' (the GGUF) or an HF model directory (with
+    safetensors weights: see check_safetensors)."""
     if spec.strip().lower() == SMOLLM2:
         return gguf_path()
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
+        check_safetensors(path)
         return path.resolve()
     raise LLMError(f"unknown local model {spec!r}: use 'smollm2' or a Hugging Face model directory with a config.json")
+
+
+def check_safetensors(path: Path) -> None:
+    """LLMError unless the HF directory `path` has safetensors weights: a pickled .bin can run code
+    when loaded, so it is refused rather than unpickled."""
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.glob("*.bin"))
+        found = f" (it has {', '.join(pickled)}: pickled weights are not loaded)" if pickled else ""
+        raise LLMError(
+            f"the local model {path} has no safetensors weights{found}; save it with "
+            "save_pretrained(..., safe_serialization=True)"
+        )
 
 
 def cache_root() -> Path:
@@ -218,10 +235,12 @@ def load_hf_directory(path: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_safetensors(path)
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            # use_safetensors: never fall back to a pickled pytorch_model.bin beside the safetensors
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise LLMError(f"cannot load the local model {path}: {' '.join(str(exc).split())[:300]}") from None
     return model, tokenizer

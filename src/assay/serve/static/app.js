@@ -10,8 +10,37 @@ function showError(el, message) {
   el.hidden = !message;
 }
 
+// --- the token (a server started with --token) ---------------------------------------------
+// It comes from the URL's fragment (http://host:port/#token=...: a fragment is never sent to a
+// server, and is wiped from the address bar at once) or from the form shown after a 401; it is
+// kept in sessionStorage (this tab only) and sent as `Authorization: Bearer ...` to /api/*.
+let token = sessionStorage.getItem("assay-token") || "";
+const fromFragment = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromFragment) {
+  token = fromFragment;
+  sessionStorage.setItem("assay-token", token);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(path, { ...options, headers }).then((response) => {
+    if (response.status === 401) $("auth").hidden = false;
+    return response;
+  });
+}
+
+$("auth").addEventListener("submit", (event) => {
+  event.preventDefault();
+  token = $("token").value.trim();
+  sessionStorage.setItem("assay-token", token);
+  $("auth").hidden = true;
+  loadModels();
+});
+
 async function postJSON(path, body) {
-  const response = await fetch(path, {
+  const response = await api(path, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
@@ -41,14 +70,25 @@ let info = null;
 function describe(m) {
   return `${m.mode} ${m.n_layer}×${m.n_embd} (${(m.parameters / 1e6).toFixed(2)}M params, ${m.tokenizer} vocab ${m.vocab_size})`;
 }
-fetch("/api/models").then((r) => r.json()).then((data) => {
-  info = data;
-  const parts = [data.judge.sequence_scorer, data.judge.token_classifier].filter(Boolean).map(describe);
-  if (data.lm) parts.push("LM: " + describe(data.lm));
-  $("models").textContent = "judge: " + parts.join(" · ");
-  $("gen-unavailable").hidden = Boolean(data.lm);
-  $("gen-btn").disabled = !data.lm;
-}).catch(() => { $("models").textContent = "could not read /api/models"; });
+async function loadModels() {
+  try {
+    const response = await api("/api/models");
+    if (response.status === 401) {
+      $("models").textContent = "this server needs its token: enter it above";
+      return;
+    }
+    const data = await response.json();
+    info = data;
+    const parts = [data.judge.sequence_scorer, data.judge.token_classifier].filter(Boolean).map(describe);
+    if (data.lm) parts.push("LM: " + describe(data.lm));
+    $("models").textContent = "judge: " + parts.join(" · ");
+    $("gen-unavailable").hidden = Boolean(data.lm);
+    $("gen-btn").disabled = !data.lm;
+  } catch (_) {
+    $("models").textContent = "could not read /api/models";
+  }
+}
+loadModels();
 
 // --- scoring ------------------------------------------------------------------------------
 $("file").addEventListener("change", async (event) => {

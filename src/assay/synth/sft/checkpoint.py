@@ -46,6 +46,16 @@ def save(directory: str | Path, model, optimizer: torch.optim.Optimizer, state: 
     write_directory(directory, write)
 
 
+def intact(directory: str | Path) -> Path | None:
+    """The checkpoint to resume from: `directory`, or `<directory>.old` when a save was killed
+    between the two renames of its swap (see `assay.io.replace_directory`); None if neither holds one."""
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / "state.json").is_file():
+            return candidate
+    return None
+
+
 def load(directory: str | Path, model, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore adapter weights, optimizer state and every RNG; returns state.json."""
     directory = Path(directory)

@@ -19,6 +19,7 @@ one-line DataError.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,16 +101,33 @@ def load_examples(
     limit: int | None = None,
 ) -> SFTData:
     """Every usable row of a split file as an `Example` (file order), with the skipped rows counted."""
-    from assay.io import iter_jsonl
-
-    path = Path(path)
     examples: list[Example] = []
     skipped: dict[str, int] = {}
     rows = 0
-    for lineno, row in iter_jsonl(path):
+    for lineno, row, vibe, payload in checked_rows(path, prompt_field, target_field):
         if limit is not None and len(examples) >= limit:
             break
         rows += 1
+        if payload is None:
+            skipped["no_payload"] = skipped.get("no_payload", 0) + 1
+            continue
+        ids, labels = encode_conversation(tokenizer, chat_messages(vibe, payload))
+        if len(ids) > max_seq_len:
+            skipped["too_long"] = skipped.get("too_long", 0) + 1
+            continue
+        examples.append(Example(str(row.get("row_id", f"line{lineno}")), ids, labels))
+    return SFTData(examples, rows, skipped)
+
+
+def checked_rows(
+    path: str | Path, prompt_field: str, target_field: str
+) -> Iterator[tuple[int, dict[str, Any], str, dict[str, Any] | None]]:
+    """(line number, row, vibe, payload) for every row of a split file, checked: a JSON object
+    with a non-empty string vibe and an object (or null: no valid candidate) payload."""
+    from assay.io import JSONL_MAX, check_size, iter_jsonl
+
+    path = Path(path)
+    for lineno, row in iter_jsonl(check_size(path, JSONL_MAX, "an SFT split file")):
         if not isinstance(row, dict):
             raise DataError(f"{path} line {lineno}: a row must be a JSON object")
         where = f"{path} line {lineno}"
@@ -120,17 +138,18 @@ def load_examples(
         vibe, payload = row[prompt_field], row[target_field]
         if not isinstance(vibe, str) or not vibe.strip():
             raise DataError(f"{where}: field {prompt_field!r} is not a non-empty string")
-        if payload is None:
-            skipped["no_payload"] = skipped.get("no_payload", 0) + 1
-            continue
-        if not isinstance(payload, dict):
+        if payload is not None and not isinstance(payload, dict):
             raise DataError(f"{where}: field {target_field!r} is not a JSON object")
-        ids, labels = encode_conversation(tokenizer, chat_messages(vibe, payload))
-        if len(ids) > max_seq_len:
-            skipped["too_long"] = skipped.get("too_long", 0) + 1
-            continue
-        examples.append(Example(str(row.get("row_id", f"line{lineno}")), ids, labels))
-    return SFTData(examples, rows, skipped)
+        yield lineno, row, vibe, payload
+
+
+def check_split(path: str | Path, prompt_field: str, target_field: str) -> int:
+    """The rows of a split file that can become examples, after checking every row: a bad file
+    fails here, at once, not after the base model has loaded."""
+    usable = sum(payload is not None for *_, payload in checked_rows(path, prompt_field, target_field))
+    if not usable:
+        raise DataError(f"{path}: no usable rows (no row has a {target_field})")
+    return usable
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:

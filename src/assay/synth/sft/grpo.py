@@ -184,10 +184,10 @@ def seed_reward() -> RewardFn:
 
 
 def load_prompts(path: str | Path, field: str, limit: int | None) -> list[str]:
-    from assay.io import iter_jsonl
+    from assay.io import JSONL_MAX, check_size, iter_jsonl
 
     vibes = []
-    for lineno, row in iter_jsonl(path):
+    for lineno, row in iter_jsonl(check_size(path, JSONL_MAX, "a JSONL of prompts")):
         vibe = row.get(field) if isinstance(row, dict) else None
         if not isinstance(vibe, str) or not vibe.strip():
             raise DataError(f"{path} line {lineno} has no vibe in field {field!r}")

@@ -154,9 +154,10 @@ def train_sft(cfg: SFTConfig, resume: bool = False, stop_after: int | None = Non
 
     out = Path(cfg.run.out_dir)
     ckpt_dir = out / "checkpoint"
-    if resume and not (ckpt_dir / "state.json").is_file():
+    found = checkpoint.intact(ckpt_dir)  # checkpoint/, or checkpoint.old after a save killed mid-swap
+    if resume and found is None:
         raise AssayError(f"nothing to resume: {ckpt_dir} holds no checkpoint")
-    if not resume and ckpt_dir.exists():
+    if not resume and (found is not None or ckpt_dir.exists()):
         raise AssayError(f"{out} already holds a run: resume it (--resume) or choose another --out")
     if cfg.data.train is None:
         raise ConfigError("no training data: give --data SFT-Train.jsonl (data.train)")
@@ -189,9 +190,9 @@ def train_sft(cfg: SFTConfig, resume: bool = False, stop_after: int | None = Non
     steps = total_steps(cfg, len(examples))
     state: dict[str, Any] = {"step": 0, "cursor": 0, "best_val_loss": None}
     if resume:
-        state = checkpoint.load(ckpt_dir, model, optimizer)
+        state = checkpoint.load(found, model, optimizer)
         if state.get("data_fingerprint") != fingerprint(examples):
-            raise DataError(f"{cfg.data.train}: not the training data the checkpoint in {ckpt_dir} was trained on")
+            raise DataError(f"{cfg.data.train}: not the training data the checkpoint in {found} was trained on")
     cursor = Cursor(len(examples), cfg.run.seed, state["cursor"], state.get("order"))
     start = state["step"]
     out.mkdir(parents=True, exist_ok=True)

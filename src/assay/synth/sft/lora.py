@@ -144,9 +144,9 @@ def load_adapter_weights(model, directory: str | Path) -> None:
 def load_adapter(path: str | Path, base: str | None = None):
     """(PeftModel in eval mode, tokenizer, adapter directory) from a saved adapter; `base` overrides
     the base-model spec recorded in its sft.json."""
+    directory = find_adapter(path)  # before importing peft (seconds): a wrong path fails at once
     from peft import LoraConfig, get_peft_model
 
-    directory = find_adapter(path)
     try:
         meta = json.loads((directory / SFT_META).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
