@@ -69,8 +69,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private (0600); a result is an ordinary file
         write(tmp)
+        # mkstemp makes the file private (0600), and some writers (safetensors) write private files
+        # too: a result is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask())
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from assay.errors import DataError
-from assay.io import JSON_MAX, atomic_write_json, check_size, fsync_path, umask
+from assay.io import JSON_MAX, atomic_write, atomic_write_json, check_size
 
 SHARD_RE = re.compile(r"^(?P<ts>\d+)-(?P<seq>\d{6,})-(?P<n>\d+)\.safetensors$")
 FORMAT = 1
@@ -44,16 +44,8 @@ def write_shard(folder: Path, seq: int, tensors: dict[str, torch.Tensor]) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     n = len(next(iter(tensors.values())))
     final = folder / f"{int(time.time() * 1000)}-{seq:06d}-{n}.safetensors"
-    tmp = folder / f".{seq:06d}.{os.getpid()}.tmp"
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes private (0600) files
-        fsync_path(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_path(folder)  # the new name is durable too
+    # atomic_write: a unique temporary name, the usual permissions, fsync of the file and the folder
+    atomic_write(final, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
     return final
 
 

@@ -99,7 +99,12 @@ def train(
     return result
 
 
-def _iter_of(checkpoint: Path) -> int | str:
+def _last_iter(run: Path) -> int | str | None:
+    """The iteration of `run`'s last checkpoint (for messages): None if it has none, "?" if unreadable."""
+    try:
+        checkpoint = resolve_checkpoint(run, "last")
+    except AssayError:
+        return None
     try:
         return int(json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["iter"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -129,10 +134,8 @@ class Trainer:
         existing = [name for name in RUN_FILES if (self.out / name).exists()]
         if self.resume is None and existing:
             if not self.overwrite:
-                try:
-                    at = f" (at iter {_iter_of(resolve_checkpoint(self.out, 'last'))})"
-                except AssayError:
-                    at = ""
+                last = _last_iter(self.out)
+                at = "" if last is None else f" (at iter {last})"
                 raise ConfigError(
                     f"{self.out} already holds a run{at}: continue it with --resume {self.out}, "
                     "or start afresh with --overwrite (its checkpoints and metrics are deleted)"
@@ -453,10 +456,8 @@ class Trainer:
         """Stop the run: one clear error naming the iteration; the checkpoints stay as they were."""
         iteration = self.iter if stepped else self.iter + 1
         self._write({"iter": iteration, "event": "non_finite", "what": what})
-        try:
-            kept = f"; last/ holds iter {_iter_of(resolve_checkpoint(self.out, 'last'))}"
-        except AssayError:
-            kept = "; no checkpoint was saved yet"
+        last = _last_iter(self.out)
+        kept = "; no checkpoint was saved yet" if last is None else f"; last/ holds iter {last}"
         value = loss if what != "gradient norm" else norm
         raise NonFiniteLossError(
             f"the {what} is {value} at iter {iteration}: stopped before the update{kept} "
