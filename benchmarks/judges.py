@@ -1,6 +1,6 @@
 """Judges against the likelihood baseline, on their validation stream and on text they never saw.
 
-One run: a synthetic stream from the demo's judge config (configs/judge_shakespeare.toml; the LM of
+One run: a synthetic stream from the demo's judge config (`-c judge_shakespeare`; the LM of
 `--lm` rewrites part of real tiny-shakespeare passages), a second stream made the same way from the
 `heldout` corpus (plays of the complete works that tiny-shakespeare lacks, and KJV books: text
 outside the LM's and the judges' training data), then for each variant a sequence scorer and a
@@ -31,10 +31,10 @@ import sys
 import time
 from pathlib import Path
 
+from assay.configs import resolve
 from common import RESULTS, choose, report  # benchmarks/common.py (the script's folder is on sys.path)
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs/judge_shakespeare.toml"
+CONFIG = resolve("judge_shakespeare")
 PLAIN = ["features.lm_features=false"]
 FEATURES = ["features.lm_features=true", "features.groups=4"]
 # name -> (overrides, which judges)

@@ -1,7 +1,7 @@
 """Masked diffusion vs its autoregressive twin at equal wall time: the ELBO / AR bits-per-char ratio.
 
-For each budget, the diffusion LM (configs/shakespeare_char.toml) and its causal twin
-(configs/shakespeare_char_ar.toml: same data, size and optimiser) train for the same wall time, side
+For each budget, the diffusion LM (`-c shakespeare_char`) and its causal twin
+(`-c shakespeare_char_ar`: same data, size and optimiser) train for the same wall time, side
 by side with one torch thread each, so both get one core and the same machine noise. The number of
 steps that fits the budget comes from a calibration run of each (also side by side); each run then
 follows its full warmup + cosine schedule. Each model is scored by its *best* validation checkpoint
@@ -33,16 +33,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from assay.configs import resolve
 from common import RESULTS, report  # benchmarks/common.py (the script's folder is on sys.path)
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"diffusion": "configs/shakespeare_char.toml", "autoregressive": "configs/shakespeare_char_ar.toml"}
+MODELS = {"diffusion": "shakespeare_char", "autoregressive": "shakespeare_char_ar"}  # shipped configs
 BUDGETS = {"demo": 500.0, "long": 1200.0}
 
 
 def train(config: str, out: Path, overrides: list[str]) -> float:
     """Run `assay train` in a subprocess with one thread; returns its wall seconds."""
-    cmd = [sys.executable, "-m", "assay", "train", "--overwrite", "-c", str(ROOT / config)]
+    cmd = [sys.executable, "-m", "assay", "train", "--overwrite", "-c", str(resolve(config))]
     cmd += ["--set", f"run.out_dir={out}"]
     for o in ["run.threads=1", "train.plot=false", *overrides]:
         cmd += ["--set", o]

@@ -2,9 +2,9 @@
 rate at which the judge trainer consumes them, measured in the same run, and the fraction of
 training time spent waiting for data when producer and trainer run together.
 
-The filling LM has the demo LM's architecture (configs/shakespeare_char.toml); its weights are
+The filling LM has the demo LM's architecture (`-c shakespeare_char`); its weights are
 irrelevant to speed, so one training step makes it. Shards and judge are the demo's
-(configs/judge_shakespeare.toml: 64 passages of 128 tokens per shard, batch 32).
+(`-c judge_shakespeare`: 64 passages of 128 tokens per shard, batch 32).
 
     python benchmarks/stream_throughput.py            # writes benchmarks/results/stream_throughput.json
     python benchmarks/stream_throughput.py --quick    # a smoke run
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from assay import configs
 from assay.config import load_config
 from assay.data.produce import produce_stream
 from assay.data.stream import SHARD_RE, list_shards
@@ -41,14 +42,14 @@ def make_lm(work: Path) -> Path:
     out = work / "lm"
     cfg = load_config(
         TrainingConfig,
-        ROOT / "configs/shakespeare_char.toml",
+        configs.resolve("shakespeare_char"),
         [f"run.out_dir={out}", "train.max_iters=1", "train.eval_blocks=1", "train.elbo_points=1", "train.plot=false"],
     )
     train(cfg)
     return out
 
 
-JUDGE = ROOT / "configs/judge_shakespeare.toml"
+JUDGE = configs.resolve("judge_shakespeare")
 
 
 def judge_overrides(work: Path, lm: Path, stream: Path, name: str, extra=()) -> list[str]:

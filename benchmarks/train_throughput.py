@@ -30,7 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 VOCAB = 69  # tiny-shakespeare characters + 4 specials
 
 SHAPES = [  # (layers, width, heads, seq_len, batch)
-    (4, 128, 4, 256, 32),  # configs/shakespeare_char.toml
+    (4, 128, 4, 256, 32),  # the shipped shakespeare_char config
     (6, 384, 6, 256, 8),  # nanoGPT's shakespeare_char size
 ]
 QUICK = [(2, 64, 2, 64, 4)]

@@ -6,21 +6,21 @@
 set -eu
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-runs/synth}
-CFG="-c configs/synth_local.toml --set llm.cache=$OUT/llm_cache.sqlite"
+CFG="-c synth_local --set llm.cache=$OUT/llm_cache.sqlite"
 mkdir -p "$OUT"
 
-echo "== ingest: 10 texts per source (configs/synth_local.toml holds every setting of the run)"
+echo "== ingest: 10 texts per source (every setting of the run is in the shipped config synth_local)"
 "$BIN/assay" synth ingest $CFG --out "$OUT/texts"
 
 echo "== vibes (local SmolLM2, schema-guided JSON)"
 # The small local model gets short inputs and one vibe level (m: one sentence), to keep it to minutes.
-"$BIN/assay" synth vibes $CFG --input-dir "$OUT/texts" --output-dir "$OUT/vibes" --resume
+"$BIN/assay" synth vibes $CFG --input-dir "$OUT/texts" --out "$OUT/vibes" --resume
 
 echo "== configs: best-of-2"
-"$BIN/assay" synth configs $CFG --input-dir "$OUT/vibes" --output-dir "$OUT/configs" --resume
+"$BIN/assay" synth configs $CFG --input-dir "$OUT/vibes" --out "$OUT/configs" --resume
 
 echo "== score: offline audio scorer (primary) and the seed's reward"
-"$BIN/assay" synth score $CFG --input-dir "$OUT/configs" --output-dir "$OUT/scored" --resume
+"$BIN/assay" synth score $CFG --input-dir "$OUT/configs" --out "$OUT/scored" --resume
 
 echo "== retrieval map and a suggestion"
 "$BIN/assay" music map --input-dir "$OUT/scored" -o "$OUT/map"

@@ -48,6 +48,25 @@ def assay_cmd() -> list[str]:
     return [sys.executable, "-m", "assay"]
 
 
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`assay ARGS` in this process: (exit status, stdout, stderr)."""
+    from assay.cli.main import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def one_error(code: int, err: str) -> str:
+    """The `error: ...` line of a refused command (exit 2; nothing else on stderr is an error)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and lines and lines[-1].startswith("error: "), err
+    assert not any(line.startswith("error: ") for line in lines[:-1]), err
+    return lines[-1]
+
+
 def toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -1,13 +1,10 @@
-from pathlib import Path
-
 import pytest
 
+from assay import configs
 from assay.config import apply_override, load_config, parse_value
 from assay.errors import ConfigError
 from assay.masking.config import StickyStage
 from assay.train.config import TrainingConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -118,8 +115,9 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(TrainingConfig, bad)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path):
+@pytest.mark.parametrize("name", configs.names())
+def test_every_shipped_config_loads(name):
+    path = configs.resolve(name)
     if path.name.startswith("connectives_"):  # experiment configs: several runs in one file
         from assay.experiments.connectives.experiment import ConnectivesExperimentConfig
 

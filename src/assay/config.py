@@ -4,7 +4,7 @@ Every command that trains or runs a pipeline describes its options as a tree of 
 models. `load_config` reads a TOML file, applies dotted overrides and validates the result,
 gathering *all* problems into one `ConfigError` line:
 
-    cfg = load_config(TrainingConfig, "configs/shakespeare_char.toml",
+    cfg = load_config(TrainingConfig, assay.configs.resolve("shakespeare_char"),
                       ["train.max_iters=500", "model.dropout=0.1", "masking.stages.0.rate=[0.1, 0.9]"])
 
 Override values are parsed as TOML values (ints, floats, bools, strings, lists, inline tables);
@@ -89,9 +89,10 @@ def _list_index(node: list, part: str, path: list[str]) -> int:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """The tree of a TOML file, or of a shipped config named `path` (`shakespeare_char`)."""
+    from assay.configs import resolve
+
+    path = resolve(path)
     try:
         return _nones(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

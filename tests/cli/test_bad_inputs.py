@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from assay import configs
 from tests.conftest import ROOT, assay_cmd, tiny_tree, write_toml
 
 GIB = 1 << 30
@@ -107,7 +108,7 @@ JSONL_KINDS = {  # a JSONL input: kind -> the fragment its error shows
     "4 GiB": "is too large (4 GiB)",
 }
 CONFIG_KINDS = {  # a TOML config given with -c
-    "missing": "config file not found",
+    "missing": "config not found",
     "empty": "is empty",
     "non-UTF-8": "is not valid TOML",
     "NUL bytes": "is not valid TOML",
@@ -162,10 +163,10 @@ CASES: list[Case] = [
     *file_cases("train", "train -c FILE", "config", CONFIG_KINDS),
     Case("train", "max_iters 0", "train -c {tiny_toml} --set train.max_iters=0", "train.max_iters"),
     Case("train", "batch_size -1", "train -c {tiny_toml} --set train.batch_size=-1", "train.batch_size"),
-    Case("train", "--resume of a missing run", "train --resume {bad}/no-such-run", "does not exist"),
-    Case("train", "--resume, state.json truncated", "train --resume {run_state}", "corrupt"),
-    Case("train", "--resume RUN/last, state.json truncated", "train --resume {run_state}/last", "corrupt"),
-    Case("train", "--resume, garbage model.safetensors", "train --resume {run_garbage}", "cannot load model"),
+    Case("train", "--resume of a missing run", "train --out {bad}/no-such-run --resume", "does not exist"),
+    Case("train", "--resume, state.json truncated", "train --out {run_state} --resume", "corrupt"),
+    Case("train", "--resume RUN/last, state.json truncated", "train --out {run_state}/last --resume", "corrupt"),
+    Case("train", "--resume, garbage model.safetensors", "train --out {run_garbage} --resume", "cannot load model"),
     Case(
         "train",
         "into a run without --overwrite",
@@ -176,7 +177,7 @@ CASES: list[Case] = [
     Case(
         "train",
         "full disk on --resume (checkpoint write)",
-        "train --resume {work}/run --set train.max_iters=34",
+        "train --out {work}/run --resume --set train.max_iters=34",
         "disk full",
         fsize=64 << 10,
         prep=copy_into("run", "lm"),
@@ -280,7 +281,7 @@ CASES: list[Case] = [
         "synth ingest --out {work}/texts --source folder:{huge_texts}",
         "is too large (4 GiB)",
     ),
-    Case("synth ingest", "--per-source 0", "synth ingest --out {work}/t --per-source 0", "per_source"),
+    Case("synth ingest", "--per-source 0", "synth ingest --out {work}/t --per-source 0", "--per-source"),
     Case(
         "synth ingest",
         "full disk",
@@ -291,7 +292,7 @@ CASES: list[Case] = [
     # -- assay synth vibes
     *split_cases(
         "synth vibes",
-        f"synth vibes --input-dir DIR --output-dir {{work}}/out {LLM}",
+        f"synth vibes --input-dir DIR --out {{work}}/out {LLM}",
         {
             "missing": ("missing input folder", "no input .jsonl files"),
             "empty": ("empty input files", "hold no rows"),
@@ -304,56 +305,56 @@ CASES: list[Case] = [
     Case(
         "synth vibes",
         "--limit -1",
-        f"synth vibes --input-dir {{vibes}} --output-dir {{work}}/o {LLM} --limit -1",
+        f"synth vibes --input-dir {{vibes}} --out {{work}}/o {LLM} --limit -1",
         "--limit",
     ),
     Case(
         "synth vibes",
         "--limit 0",
-        f"synth vibes --input-dir {{vibes}} --output-dir {{work}}/o {LLM} --limit 0",
+        f"synth vibes --input-dir {{vibes}} --out {{work}}/o {LLM} --limit 0",
         "limit",
     ),
     Case(
         "synth vibes",
         "--max-concurrency 0",
-        f"synth vibes --input-dir {{vibes}} --output-dir {{work}}/o {LLM} --max-concurrency 0",
+        f"synth vibes --input-dir {{vibes}} --out {{work}}/o {LLM} --max-concurrency 0",
         "--max-concurrency",
     ),
     Case(
         "synth vibes",
         "an existing output, without --resume or --overwrite",
-        f"synth vibes --input-dir {{vibes}} --output-dir {{work}}/out {LLM}",
+        f"synth vibes --input-dir {{vibes}} --out {{work}}/out {LLM}",
         "already exists",
         prep=write_file("out/_progress.jsonl", b'{"row_id": "a"}\n'),
     ),
     # -- assay synth configs | score
-    *split_cases("synth configs", f"synth configs --input-dir DIR --output-dir {{work}}/out {LLM}"),
+    *split_cases("synth configs", f"synth configs --input-dir DIR --out {{work}}/out {LLM}"),
     Case(
         "synth configs",
         "--num-candidates 0",
-        f"synth configs --input-dir {{vibes}} --output-dir {{work}}/o {LLM} --num-candidates 0",
-        "num_candidates",
+        f"synth configs --input-dir {{vibes}} --out {{work}}/o {LLM} --num-candidates 0",
+        "--num-candidates",
     ),
     Case(
         "synth configs",
         "full disk",
-        f"synth configs --input-dir {{vibes}} --output-dir {{work}}/out {SCRIPTED}",
+        f"synth configs --input-dir {{vibes}} --out {{work}}/out {SCRIPTED}",
         "disk full or file too large: {work}/out/TEST.jsonl",
         fsize=8 << 10,
     ),
     Case(
         "synth configs",
         "full disk on --resume (the next row does not fit)",
-        f"synth configs --input-dir {{vibes}} --output-dir {{work}}/out {SCRIPTED} --resume",
+        f"synth configs --input-dir {{vibes}} --out {{work}}/out {SCRIPTED} --resume",
         "disk full or file too large: {work}/out/TEST.jsonl",
         fsize=8200,
         prep=one_row_done,
     ),
-    *split_cases("synth score", "synth score --input-dir DIR --output-dir {work}/out --scorers audio"),
+    *split_cases("synth score", "synth score --input-dir DIR --out {work}/out --scorers audio"),
     Case(
         "synth score",
         "an unknown scorer",
-        "synth score --input-dir {vibes} --output-dir {work}/o --scorers bogus",
+        "synth score --input-dir {vibes} --out {work}/o --scorers bogus",
         "unknown scorer",
     ),
     # -- assay synth benchmark
@@ -368,7 +369,7 @@ CASES: list[Case] = [
         "synth benchmark",
         "--duration 0",
         "synth benchmark --input {vibes}/TEST.jsonl --random --duration 0",
-        "audio_duration",
+        "--duration",
     ),
     Case(
         "synth benchmark",
@@ -543,7 +544,7 @@ def paths(tmp_path_factory, tiny_lm, judges, tiny_stream) -> dict[str, str]:
     _huge(bad / "huge.txt")
     p = {"bad": str(bad), "lm": str(tiny_lm), "judges": str(judges), "scorer": str(judges / "scorer")}
     p |= {"stream": str(tiny_stream), "payload": str(PAYLOAD)}
-    p["connectives_toml"] = str(ROOT / "configs" / "connectives_kjv.toml")
+    p["connectives_toml"] = str(configs.resolve("connectives_kjv"))
 
     # checkpoints (a checkpoint folder each) and runs, corrupted
     ckpts = root / "ckpt"

@@ -81,7 +81,7 @@ def test_resume_via_cli(run_dir, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
-    proc = assay("train", "--resume", copy, "--set", "train.max_iters=24")
+    proc = assay("train", "--out", copy, "--resume", "--set", "train.max_iters=24")
     assert "after 24 iterations" in proc.stdout
     assert json.loads((copy / "last/state.json").read_text())["iter"] == 24
 
@@ -89,7 +89,7 @@ def test_resume_via_cli(run_dir, tmp_path):
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["train", "-c", "missing.toml"], ["config file not found"]),
+        (["train", "-c", "missing.toml"], ["config not found: missing.toml", "shakespeare_char"]),
         (["train", "--set", "model.n_layr=2"], ["model.n_layr: unknown key", "n_layer"]),
         (["train", "--set", "train.max_iters=-5"], ["train.max_iters"]),
         (["train", "--set", "data.corpus=/no/such/corpus.txt"], ["neither a shipped corpus"]),
@@ -112,7 +112,7 @@ def test_corrupt_checkpoint_is_one_line(run_dir, tmp_path):
     assert_one_line_error(assay("generate", copy, check=False), "cannot load model.safetensors")
     (copy / "last/state.json").write_text("[")
     before = folder_bytes(copy)
-    assert_one_line_error(assay("train", "--resume", copy, check=False), "corrupt")
+    assert_one_line_error(assay("train", "-o", copy, "--resume", check=False), "corrupt")
     assert folder_bytes(copy) == before  # nothing written on failure
 
 

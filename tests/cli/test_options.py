@@ -74,7 +74,7 @@ def test_all_options_reach_the_settings(tmp_path):
 
 
 def test_options_left_out_keep_the_base_and_defaults():
-    result = CliRunner().invoke(app, ["job", "y", "--no-resume"])
+    result = CliRunner().invoke(app, ["job", "y"])
     assert result.exit_code == 0, result.output
     s = seen["settings"]
     assert (s.model, s.max_concurrency, s.max_qps, s.cache) == ("local/smollm2", 3, None, None)
@@ -100,7 +100,7 @@ def test_bad_values_are_refused():
 def test_help_lists_every_option():
     result = CliRunner().invoke(app, ["job", "--help"], env={"COLUMNS": "200"})
     for flag in ("--model", "--api-base", "--api-key-env", "--env-file", "--max-concurrency", "--max-qps",
-                 "--cache", "--limit", "--resume", "--no-resume", "--overwrite", "--seed", "--set"):  # fmt: skip
+                 "--cache", "--limit", "--resume", "--overwrite", "--seed", "--set"):  # fmt: skip
         assert flag in result.output
 
 

@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from assay import configs
 from assay.config import load_config, validate
 from assay.data.kjv import load_kjv
 from assay.data.tokens import prepare_tokens, split_texts
@@ -168,7 +169,7 @@ def test_experiment_cli_rejects_configs_without_a_baseline(books, tmp_path):
 
 
 def test_shipped_experiment_config_is_valid():
-    cfg = load_config(ConnectivesExperimentConfig, ROOT / "configs/connectives_kjv.toml", [])
+    cfg = load_config(ConnectivesExperimentConfig, configs.resolve("connectives_kjv"), [])
     assert len(cfg.experiment.seeds) >= 2
     assert {s.strategy for s in cfg.strategies.values()} >= {
         "random",
@@ -178,5 +179,5 @@ def test_shipped_experiment_config_is_valid():
         "contrastive",
         "chain",
     }
-    gpu = load_config(ConnectivesExperimentConfig, ROOT / "configs/connectives_kjv_gpu.toml", [])
+    gpu = load_config(ConnectivesExperimentConfig, configs.resolve("connectives_kjv_gpu"), [])
     assert gpu.model.n_layer > cfg.model.n_layer

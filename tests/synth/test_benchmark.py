@@ -83,7 +83,7 @@ def read_rows(path: Path) -> list[dict]:
 
 def test_model_validity_rates_are_exact_and_the_switch_reaches_the_request(tmp_path, test_file, server):
     start = len(server.requests)
-    cfg = config(tmp_path, test_file, server, models=["openai/scripted:teacher"], free_models=["openai/scripted:free"])
+    cfg = config(tmp_path, test_file, server, models=["teacher=openai/scripted"], free_models=["free=openai/scripted"])
     result = run_benchmark(cfg, progress=False)
     for label in ("teacher", "free"):
         s = result["sources"][label]
@@ -128,7 +128,7 @@ def test_dataset_field_random_and_retrieval_sources(tmp_path, test_file, server)
         tmp_path,
         test_file,
         server,
-        dataset_fields=["config_payload:synthetic"],
+        dataset_fields=["synthetic=config_payload"],
         random=True,
         retrieval=[str(tmp_path / "map")],
     )
@@ -158,17 +158,21 @@ def test_dataset_field_random_and_retrieval_sources(tmp_path, test_file, server)
 
 
 def test_specs_labels_and_source_errors():
-    assert split_label("local/smollm2:base") == ("local/smollm2", "base")
-    assert split_label("config_payload:synthetic") == ("config_payload", "synthetic")
+    assert split_label("base=local/smollm2") == ("local/smollm2", "base")
+    assert split_label("synthetic=config_payload") == ("config_payload", "synthetic")
     assert split_label("runs/s/map") == ("runs/s/map", None)
-    assert split_label("local/runs/sft/merged:finetuned") == ("local/runs/sft/merged", "finetuned")
+    assert split_label("finetuned=local/runs/sft/merged") == ("local/runs/sft/merged", "finetuned")
+    # model ids with colons are never cut (the old MODEL:LABEL form broke these)
+    assert split_label("ollama/llama3:8b") == ("ollama/llama3:8b", None)
+    assert split_label("ft:gpt-4o-mini:org::abc") == ("ft:gpt-4o-mini:org::abc", None)
+    assert split_label("teacher=openrouter/m:free") == ("openrouter/m:free", "teacher")
     sources = build_sources(BenchmarkConfig(models=["local/smollm2"], free_models=["local/smollm2"]), guided=True)
     assert [(s.label, s.guided) for s in sources] == [("local/smollm2", True), ("local/smollm2 (free)", False)]
     assert build_sources(BenchmarkConfig(models=["local/smollm2"]), guided=False)[0].guided is False
     with pytest.raises(ConfigError, match="nothing to benchmark"):
         build_sources(BenchmarkConfig(), guided=True)
     with pytest.raises(ConfigError, match="two sources are labelled 'x'"):
-        build_sources(BenchmarkConfig(models=["openai/a:x"], dataset_fields=["config_payload:x"]), guided=True)
+        build_sources(BenchmarkConfig(models=["x=openai/a"], dataset_fields=["x=config_payload"]), guided=True)
 
 
 def run_cli(args, capsys) -> tuple[int, str, str]:
@@ -185,8 +189,8 @@ def test_cli_config_file_table_and_one_line_errors(tmp_path, test_file, server, 
         f'[benchmark]\ninput = "{test_file}"\nout = "{tmp_path / "cli"}"\n'
     )
     code, out, err = run_cli(
-        ["synth", "benchmark", "-c", str(toml), "--model", "openai/scripted:teacher", "--unconstrained"]
-        + ["--dataset-field", "config_payload:synthetic", "--limit", "2", "--set", "benchmark.random=true"],
+        ["synth", "benchmark", "-c", str(toml), "--model", "teacher=openai/scripted", "--unconstrained"]
+        + ["--dataset-field", "synthetic=config_payload", "--limit", "2", "--set", "benchmark.random=true"],
         capsys,
     )
     assert code == 0, err
@@ -201,7 +205,7 @@ def test_cli_config_file_table_and_one_line_errors(tmp_path, test_file, server, 
         (["--input", str(test_file), "--dataset-field", "no_such_column"], "no input row has a value in field"),
         (["--input", str(test_file), "--retrieval", str(tmp_path)], "is not a retrieval map"),
         (["--input", str(test_file), "--random", "--set", "benchmark.lmit=3"], "benchmark.lmit"),
-        (["--input", str(test_file), "--model", "openai/x:a", "--model", "openai/y:a"], "labelled 'a'"),
+        (["--input", str(test_file), "--model", "a=openai/x", "--model", "a=openai/y"], "labelled 'a'"),
     ]:
         code, _, err = run_cli(["synth", "benchmark", *args, "--out", str(tmp_path / "bad")], capsys)
         assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err

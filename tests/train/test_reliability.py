@@ -80,13 +80,13 @@ def test_train_refuses_a_folder_holding_a_run_unless_resumed_or_overwritten(tmp_
     code, err = assay(capsys, "train", "-c", path, "--overwrite", "--set", "train.max_iters=2")
     assert code == 0, err
     assert list(losses(run)) == [1, 2] and load_checkpoint(run, "last").state["iter"] == 2
-    assert "exclusive" in one_error_line(*assay(capsys, "train", "--resume", run, "--overwrite"))
+    assert "exclusive" in one_error_line(*assay(capsys, "train", "--out", run, "--resume", "--overwrite"))
 
 
 def test_resume_from_a_checkpoint_folder_continues_its_run(tmp_path, capsys):
     run = tmp_path / "run"
     train(config(run, train={"max_iters": 4}))
-    code, err = assay(capsys, "train", "--resume", run / "last", "--set", "train.max_iters=8")
+    code, err = assay(capsys, "train", "--out", run / "last", "--resume", "--set", "train.max_iters=8")
     assert code == 0, err
     assert not (run / "last" / "last").exists() and not (run / "last" / "metrics.jsonl").exists()
     assert load_checkpoint(run, "last").state["iter"] == 8 and list(losses(run)) == list(range(1, 9))
@@ -325,7 +325,7 @@ def test_a_full_disk_is_one_error_line_and_keeps_the_previous_checkpoint(tmp_pat
     before = {name: snapshot(run / name) for name in ("last", "best")}
     assert (run / "last" / "model.safetensors").stat().st_size > 100_000
     proc = subprocess.run(
-        [*assay_cmd(), "train", "--resume", str(run), "--set", "train.max_iters=8"],
+        [*assay_cmd(), "train", "--out", str(run), "--resume", "--set", "train.max_iters=8"],
         env=ENV,
         capture_output=True,
         text=True,

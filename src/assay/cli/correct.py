@@ -26,25 +26,40 @@ correct_app = typer.Typer(
     no_args_is_help=True, help="Self-correction: answer, reprompt under a learned policy, log traces."
 )
 
-OutOpt = Annotated[Path, typer.Option("--out", help="Output folder.")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")]
 
 
 @dataclass
 class EpisodeFlags:
     """The options of an answering run that `run` and `compare` share (None: not given)."""
 
-    dataset: Annotated[str | None, typer.Option("--dataset", help="gsm8k, hotpotqa, boolq, csv or jsonl.")] = None
-    data: Annotated[Path | None, typer.Option("--data", help="Question file (default: the shipped sample).")] = None
-    max_turns: Annotated[int | None, typer.Option("--max-turns", min=0, help="Reprompts per question at most (3).")] = (
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", metavar="NAME", help="gsm8k, hotpotqa, boolq, csv or jsonl.  [default: gsm8k]"),
+    ] = None
+    data: Annotated[
+        Path | None, typer.Option("--data", metavar="FILE", help="Question file.  [default: the shipped sample]")
+    ] = None
+    max_turns: Annotated[
+        int | None, typer.Option("--max-turns", min=0, help="Reprompts per question at most.  [default: 3]")
+    ] = None
+    lam: Annotated[float | None, typer.Option("--lambda", min=0.0, help="Reward cost per token.  [default: 0.001]")] = (
         None
     )
-    lam: Annotated[float | None, typer.Option("--lambda", help="Reward cost per token (0.001).")] = None
-    checker: Annotated[str | None, typer.Option("--checker", help="gsm8k, hotpotqa, boolq, exact or file.py:fn.")] = (
-        None
-    )
-    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0).")] = None
+    checker: Annotated[
+        str | None,
+        typer.Option(
+            "--checker",
+            metavar="NAME",
+            help="gsm8k, hotpotqa, boolq, exact or file.py:fn.  [default: the dataset's]",
+        ),
+    ] = None
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0.0, help="Sampling temperature.  [default: 0]")
+    ] = None
     classifier: Annotated[
-        Path | None, typer.Option("--classifier", help="Trained classifier folder for the policy context.")
+        Path | None,
+        typer.Option("--classifier", metavar="DIR", help="Trained classifier folder for the policy context."),
     ] = None
     seed: SeedOpt = None
     progress: ProgressOpt = None
@@ -70,15 +85,31 @@ def run_cmd(
     out: OutOpt,
     llm: LLMFlags,
     episode: EpisodeFlags,
-    policy: Annotated[str | None, typer.Option("--policy", help="thompson, epsilon, none, fixed or random.")] = None,
-    template: Annotated[str | None, typer.Option("--template", help="Template id for --policy fixed.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy", metavar="NAME", help="thompson, epsilon, never, fixed or random.  [default: thompson]"
+        ),
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option("--template", metavar="NAME", help="Template id for --policy fixed.")
+    ] = None,
     policy_state: Annotated[
-        Path | None, typer.Option("--policy-state", help="Policy JSON, reloaded if present (default OUT/policy.json).")
+        Path | None,
+        typer.Option(
+            "--policy-state", metavar="FILE", help="Policy JSON, reloaded if present.  [default: OUT/policy.json]"
+        ),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Answer each question, reprompt under the policy; write traces.jsonl, summary.json, plots; print the summary."""
+    """Answer each question, reprompt under the policy; write traces.jsonl, summary.json, plots; print the summary.
+
+    Example:
+
+    \b
+        assay correct run --dataset gsm8k --limit 20 --policy thompson --out runs/correct
+    """
     from assay.correct.config import CorrectRun
     from assay.correct.engine import run_correct
     from assay.correct.summary import format_summary
@@ -99,18 +130,27 @@ def compare_cmd(
     llm: LLMFlags,
     episode: EpisodeFlags,
     policies: Annotated[
-        str | None, typer.Option("--policies", help="Comma list (default never,fixed,random,thompson).")
+        str | None,
+        typer.Option("--policies", metavar="LIST", help="Comma list.  [default: never,fixed,random,thompson]"),
     ] = None,
     fixed_template: Annotated[
-        str | None, typer.Option("--fixed-template", help="Template of the fixed policy (step_redo).")
+        str | None,
+        typer.Option("--fixed-template", metavar="NAME", help="Template of the fixed policy.  [default: step_redo]"),
     ] = None,
     learned_state: Annotated[
-        Path | None, typer.Option("--learned-state", help="Start the learning policies from this saved policy.")
+        Path | None,
+        typer.Option("--learned-state", metavar="FILE", help="Start the learning policies from this saved policy."),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Run fixed and learned policies on the same questions (OUT/<policy>/) and print the comparison table."""
+    """Run fixed and learned policies on the same questions (OUT/<policy>/) and print the comparison table.
+
+    Example:
+
+    \b
+        assay correct compare --dataset boolq --limit 40 --policies never,fixed,thompson --out runs/compare
+    """
     from assay.correct.compare import format_compare, run_compare
     from assay.correct.config import CorrectRun
 
@@ -130,12 +170,18 @@ def compare_cmd(
 def train_classifier_cmd(
     traces: Annotated[list[Path], typer.Argument(help="traces.jsonl files of correction runs.")],
     out: OutOpt,
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Full-batch epochs (300).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Full-batch epochs.  [default: 300]")] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Train the failure-mode + confidence classifier on traces; print held-out metrics vs majority baselines."""
+    """Train the failure-mode + confidence classifier on traces; print held-out metrics vs majority baselines.
+
+    Example:
+
+    \b
+        assay correct train-classifier runs/compare/*/traces.jsonl --out runs/classifier
+    """
     from assay.correct.classifier import format_metrics, train_classifier
     from assay.correct.config import CorrectRun
 

@@ -15,7 +15,13 @@ experiment_app = typer.Typer(no_args_is_help=True, help="Experiments: many runs,
 def connectives(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Targeted masking of logical connectives vs random masking (docs/connectives.md): trains
     every strategy for every seed (finished runs are skipped), evaluates on the test books and
-    writes results.json, results.md and plots into experiment.out_dir."""
+    writes results.json, results.md and plots into experiment.out_dir.
+
+    Example:
+
+    \b
+        assay experiment connectives -c connectives_kjv --set experiment.seeds=[0]
+    """
     from assay.config import load_config
     from assay.experiments.connectives.config import ConnectivesExperimentConfig
     from assay.experiments.connectives.experiment import run_experiment

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from assay.cli.devices import DeviceOpt
 from assay.cli.options import JsonOpt
 
 
@@ -28,26 +29,35 @@ def score(
     ] = None,
     k: Annotated[int, typer.Option("--k", min=1, help="--pairs: how many pairs.")] = 50,
     examples: Annotated[int, typer.Option(min=0, help="--pairs: pairs to print with their token highlights.")] = 2,
+    device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score texts: how much was machine-written (score) and which tokens (p_replaced)."""
+    """Score texts: how much was machine-written (score) and which tokens (p_replaced).
+
+    Example:
+
+    \b
+        assay score runs/judges "Good morrow, neighbour Baptista."
+    """
+    from assay.devices import resolve_device
     from assay.errors import AssayError
     from assay.judges import Judge
     from assay.judges.render import read_texts, render, render_pairs
 
     if sum(x is not None for x in (text, file, jsonl, pairs)) != 1:
         raise AssayError("give exactly one of: TEXT, --file F, --jsonl F, --pairs STREAM")
+    where = resolve_device(device)  # before the slow part: a missing GPU fails at once
     if pairs is not None:
         from assay.judges.pairs import rank_pairs
 
-        out = rank_pairs(Judge.load(judge_dir), pairs, k)
+        out = rank_pairs(Judge.load(judge_dir, where), pairs, k)
         if as_json:
             typer.echo(json.dumps({key: v for key, v in out.items() if key != "details"}))
         else:
             render_pairs(out, examples, threshold)
         return
     texts = read_texts(text, file, jsonl, field)
-    judge = Judge.load(judge_dir)
+    judge = Judge.load(judge_dir, where)
     for result in judge.score(texts):
         if as_json:
             typer.echo(json.dumps(result))

@@ -21,12 +21,18 @@ def render_command(
     config_json: Annotated[
         str, typer.Argument(metavar="CONFIG_JSON", help="JSON file (or inline JSON): a bare config or a full payload.")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output WAV file (mono, 32-bit float).")],
-    duration: Annotated[float, typer.Option(help="Length in seconds.")] = 16.0,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Output WAV file (mono, 32-bit float).")],
+    duration: Annotated[float, typer.Option(min=0.1, help="Length in seconds.")] = 16.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same audio).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
-    """Render a music config to a WAV file and print its measured features."""
+    """Render a music config to a WAV file and print its measured features.
+
+    Example:
+
+    \b
+        assay music render runs/s/config.json --out ambient.wav --duration 10
+    """
     from assay.errors import AssayError
     from assay.io import JSON_MAX, check_size, read_text_file
     from assay.music import SAMPLE_RATE, describe, load_music_json, measure, render, write_wav
@@ -58,12 +64,20 @@ def render_command(
 
 @music_app.command("map")
 def map_command(
-    input_dir: Annotated[Path, typer.Option("--input-dir", help="Scored (or configs) split files.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Map directory to write.")],
-    splits: Annotated[str, typer.Option(help="Comma list of splits (never TEST).")] = "SFT-Train,SFT-Val,GRPO",
+    input_dir: Annotated[Path, typer.Option("--input-dir", metavar="DIR", help="Scored (or configs) split files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Map directory to write.")],
+    splits: Annotated[
+        str, typer.Option(metavar="LIST", help="Comma list of splits (never TEST).")
+    ] = "SFT-Train,SFT-Val,GRPO",
     field: Annotated[str, typer.Option(help="Vibe column to embed.")] = "vibe_original",
 ) -> None:
-    """Build the vibe-embedding -> best-config table from scored splits."""
+    """Build the vibe-embedding -> best-config table from scored splits.
+
+    Example:
+
+    \b
+        assay music map --input-dir runs/s/scored --out runs/s/map
+    """
     from assay.music import build_map
 
     meta = build_map(input_dir, out, [s.strip() for s in splits.split(",") if s.strip()], field)
@@ -73,13 +87,21 @@ def map_command(
 @music_app.command("suggest")
 def suggest_command(
     vibe: Annotated[str, typer.Argument(help="A vibe, e.g. 'rain on a tin roof at midnight'.")],
-    map_dir: Annotated[Path, typer.Option("--map", help="A map made by `assay music map`.")],
-    k: Annotated[int, typer.Option("-k", help="How many neighbours to show.")] = 1,
-    render_to: Annotated[Path | None, typer.Option("--render", help="Render the best config to this WAV.")] = None,
-    duration: Annotated[float, typer.Option(help="Seconds to render.")] = 16.0,
+    map_dir: Annotated[Path, typer.Option("--map", metavar="DIR", help="A map made by `assay music map`.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many neighbours to show.")] = 1,
+    render_to: Annotated[
+        Path | None, typer.Option("--render", metavar="FILE", help="Render the best config to this WAV.")
+    ] = None,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds to render.")] = 16.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per suggestion.")] = False,
 ) -> None:
-    """The config of the nearest known vibe (and optionally render it)."""
+    """The config of the nearest known vibe (and optionally render it).
+
+    Example:
+
+    \b
+        assay music suggest "rain on a tin roof at midnight" --map runs/s/map --render rain.wav
+    """
     from assay.errors import AssayError
     from assay.music import RetrievalMap
 

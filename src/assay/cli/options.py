@@ -26,14 +26,15 @@ import typer
 
 
 def _config_file(path: Path | None) -> Path | None:
-    """A config file given with -c: there, not empty, at most CONFIG_MAX (it is read whole)."""
+    """A config given with -c: a file, or the name of a shipped config (`assay config list`); not
+    empty, at most CONFIG_MAX (it is read whole)."""
     if path is None:
         return None
+    from assay.configs import resolve
     from assay.errors import ConfigError
     from assay.io import CONFIG_MAX, human
 
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}" if not path.exists() else f"config {path} is not a file")
+    path = resolve(path)
     size = path.stat().st_size
     if size == 0:
         raise ConfigError(f"config file {path} is empty")
@@ -45,12 +46,20 @@ def _config_file(path: Path | None) -> Path | None:
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", metavar="FILE", callback=_config_file, help="TOML config file (`--set` keys are its keys)."
+        "--config",
+        "-c",
+        metavar="FILE|NAME",
+        callback=_config_file,
+        help="A TOML config file, or a shipped config's name (`assay config list`).",
     ),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: --set section.key=value (repeat)."),
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a config key: --set section.key=value (repeat; null, true and [a, b] work).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 CheckpointOpt = Annotated[
@@ -58,8 +67,10 @@ CheckpointOpt = Annotated[
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (sampling, splits, LLM requests).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the output afresh.")]
-InputDirOpt = Annotated[Path, typer.Option("--input-dir", help="Folder with the previous step's JSONL files.")]
-OutputDirOpt = Annotated[Path, typer.Option("--output-dir", help="Folder for this step's JSONL files.")]
+InputDirOpt = Annotated[
+    Path, typer.Option("--input-dir", metavar="DIR", help="Folder with the previous step's JSONL files.")
+]
+OutputDirOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for this step's JSONL files.")]
 ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
@@ -81,10 +92,10 @@ class EndpointFlags:
         ),
     ] = None
     max_concurrency: Annotated[
-        int | None, typer.Option("--max-concurrency", min=1, help="LLM requests in flight at once (default 8).")
+        int | None, typer.Option("--max-concurrency", min=1, help="LLM requests in flight at once.  [default: 8]")
     ] = None
     max_qps: Annotated[
-        float | None, typer.Option("--max-qps", min=0.001, help="LLM requests per second at most (default: no limit).")
+        float | None, typer.Option("--max-qps", min=0.001, help="LLM requests per second at most.  [default: no limit]")
     ] = None
     cache: Annotated[
         Path | None, typer.Option("--cache", metavar="PATH", help="SQLite response cache (reruns replay its answers).")
@@ -110,14 +121,13 @@ class LLMFlags(EndpointFlags):
         str | None,
         typer.Option(
             "--model",
-            help="LLM: openai/NAME, anthropic/NAME, local/smollm2, or any LiteLLM model string "
-            "(default local/smollm2).",
+            metavar="MODEL",
+            help="LLM: openai/NAME, anthropic/NAME, local/smollm2, or any LiteLLM model string.  "
+            "[default: local/smollm2]",
         ),
     ] = None
     limit: Annotated[int | None, typer.Option("--limit", min=0, help="Process at most this many input records.")] = None
-    resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Continue an interrupted run in the same output folder.")
-    ] = False
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in the output folder.")] = False
     overwrite: OverwriteOpt = False
 
     def overrides(self) -> dict[str, object]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from assay.cli.devices import DeviceOpt
 from assay.cli.options import ConfigOpt, SetOpt, load_with_flags
 
 
@@ -15,9 +16,9 @@ def serve(
     lm: Annotated[Path | None, typer.Option("--lm", help="A language-model run for /api/generate.")] = None,
     host: Annotated[
         str | None,
-        typer.Option(help="Address to listen on (default 127.0.0.1: this machine only).", show_default=False),
+        typer.Option(help="Address to listen on; 127.0.0.1 is this machine only.", show_default="127.0.0.1"),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 picks a free one).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (0 picks a free one).", show_default="8000")] = None,
     token: Annotated[
         str | None,
         typer.Option(help="/api/* needs `Authorization: Bearer TOKEN` (required beyond loopback).", show_default=False),
@@ -35,11 +36,19 @@ def serve(
         list[str] | None,
         typer.Option("--allow-host", metavar="NAME[:PORT]", help="Also accept this name in the Host header (repeat)."),
     ] = None,
+    device: DeviceOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Serve a page and a JSON API that score texts with a judge (sequence score, per-token
-    probabilities) and, with --lm, show diffusion generation step by step."""
+    probabilities) and, with --lm, show diffusion generation step by step. --device (or
+    server.device) is where both models run.
+
+    Example:
+
+    \b
+        assay serve --judge runs/judges --lm runs/shakespeare_char --port 8000
+    """
     from assay.serve.config import ServeConfig
     from assay.serve.server import serve as run_server
 
@@ -52,6 +61,7 @@ def serve(
         "server.token_env": token_env,
         "server.no_auth": True if no_auth else None,
         "server.allow_hosts": allow_host,
+        "server.device": device,
     }
     run_server(
         load_with_flags(ServeConfig, config, set_, flags), log=typer.echo, warn=lambda m: typer.echo(m, err=True)

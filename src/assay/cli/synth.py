@@ -16,6 +16,7 @@ from assay.cli.options import (
     InputDirOpt,
     LLMFlags,
     OutputDirOpt,
+    OverwriteOpt,
     SeedOpt,
     SetOpt,
     comma_list,
@@ -41,16 +42,29 @@ def _echo_summary(summary: dict, out_dir: Path) -> None:
 
 @synth_app.command("ingest")
 def ingest(
-    out: Annotated[Path, typer.Option("--out", help="Output folder for <dataset>.jsonl files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder for <dataset>.jsonl files.")],
     source: Annotated[
-        list[str] | None, typer.Option("--source", help="shakespeare, kjv, folder:PATH, jsonl:PATH[:FIELD] (repeat).")
+        list[str] | None,
+        typer.Option(
+            "--source",
+            metavar="SOURCE",
+            help="shakespeare, kjv, folder:PATH or jsonl:PATH[:FIELD] (repeat).  [default: shakespeare, kjv]",
+        ),
     ] = None,
-    per_source: Annotated[int | None, typer.Option("--per-source", help="Texts sampled per source.")] = None,
+    per_source: Annotated[
+        int | None, typer.Option("--per-source", min=1, help="Texts sampled per source.  [default: 10]")
+    ] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Build the pipeline's input JSONL (dataset, id_in_dataset, text, metadata, created) from local texts."""
+    """Build the pipeline's input JSONL (dataset, id_in_dataset, text, metadata, created) from local texts.
+
+    Example:
+
+    \b
+        assay synth ingest --source shakespeare --per-source 20 --out runs/s/texts
+    """
     from assay.synth.ingest import ingest as run_ingest
 
     cfg = _load(config, set_, {"ingest.sources": source, "ingest.per_source": per_source, "ingest.seed": seed})
@@ -69,7 +83,13 @@ def vibes(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Extract vibes (xl/lg/m/sm/xs) per text, add typo noise, dedupe and split (TEST, SFT-Val, GRPO, SFT-Train)."""
+    """Extract vibes (xl/lg/m/sm/xs) per text, add typo noise, dedupe and split (TEST, SFT-Val, GRPO, SFT-Train).
+
+    Example:
+
+    \b
+        assay synth vibes --input-dir runs/s/texts --out runs/s/vibes --model local/smollm2
+    """
     from assay.synth.vibes import extract_vibes
 
     cfg = _load(config, set_, llm.overrides() | {"vibes.seed": seed})
@@ -82,13 +102,23 @@ def configs(
     input_dir: InputDirOpt,
     output_dir: OutputDirOpt,
     llm: LLMFlags,
-    num_candidates: Annotated[int | None, typer.Option("--num-candidates", help="Best-of-N (default 3).")] = None,
-    temperature: Annotated[float | None, typer.Option("--temperature", help="Sampling temperature (0.8).")] = None,
+    num_candidates: Annotated[
+        int | None, typer.Option("--num-candidates", min=1, help="Best-of-N.  [default: 3]")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0.0, help="Sampling temperature.  [default: 0.8]")
+    ] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Generate best-of-N music configs for every vibe row; keep all candidates and their validity."""
+    """Generate best-of-N music configs for every vibe row; keep all candidates and their validity.
+
+    Example:
+
+    \b
+        assay synth configs --input-dir runs/s/vibes --out runs/s/configs --num-candidates 3
+    """
     from assay.synth.music_configs import generate_configs
 
     flags = {"configs.seed": seed, "configs.num_candidates": num_candidates, "configs.temperature": temperature}
@@ -103,14 +133,27 @@ def score(
     output_dir: OutputDirOpt,
     llm: LLMFlags,
     scorers: Annotated[
-        str | None, typer.Option("--scorers", help="Comma list: audio, reward, llm_judge, assay_judge, file.py:fn.")
+        str | None,
+        typer.Option(
+            "--scorers",
+            metavar="LIST",
+            help="Comma list: audio, reward, llm_judge, assay_judge, file.py:fn.  [default: audio]",
+        ),
     ] = None,
-    judge_dir: Annotated[Path | None, typer.Option("--judge-dir", help="Judge run for the assay_judge scorer.")] = None,
+    judge_dir: Annotated[
+        Path | None, typer.Option("--judge-dir", metavar="DIR", help="Judge run for the assay_judge scorer.")
+    ] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Score all valid candidates (first scorer primary), re-select the best, store candidate_scores."""
+    """Score all valid candidates (first scorer primary), re-select the best, store candidate_scores.
+
+    Example:
+
+    \b
+        assay synth score --input-dir runs/s/configs --out runs/s/scored --scorers audio,reward
+    """
     from assay.synth.score import score_configs
 
     del seed  # the built-in scorers are deterministic; kept for the common command contract
@@ -126,13 +169,13 @@ SpecsOpt = list[str] | None
 def benchmark(
     endpoint: EndpointFlags,
     input_: Annotated[
-        Path | None, typer.Option("--input", help="JSONL of vibe rows, e.g. runs/s/scored/TEST.jsonl.")
+        Path | None, typer.Option("--input", metavar="FILE", help="JSONL of vibe rows, e.g. runs/s/scored/TEST.jsonl.")
     ] = None,
     model: Annotated[
         SpecsOpt,
         typer.Option(
             "--model",
-            metavar="MODEL[:LABEL]",
+            metavar="[LABEL=]MODEL",
             help="An LLM (local/smollm2, local/PATH, openai/NAME, any LiteLLM string), constrained decoding on "
             "unless --unconstrained. Repeat.",
         ),
@@ -140,33 +183,50 @@ def benchmark(
     free_model: Annotated[
         SpecsOpt,
         typer.Option(
-            "--free-model", metavar="MODEL[:LABEL]", help="An LLM sampled without constrained decoding. Repeat."
+            "--free-model", metavar="[LABEL=]MODEL", help="An LLM sampled without constrained decoding. Repeat."
         ),
     ] = None,
     dataset_field: Annotated[
         SpecsOpt,
         typer.Option(
-            "--dataset-field", metavar="FIELD[:LABEL]", help="Configs in a column of the input, e.g. config_payload."
+            "--dataset-field", metavar="[LABEL=]FIELD", help="Configs in a column of the input, e.g. config_payload."
         ),
     ] = None,
     retrieval: Annotated[
         SpecsOpt,
-        typer.Option("--retrieval", metavar="MAP_DIR[:LABEL]", help="Nearest-vibe configs of an `assay music map`."),
+        typer.Option("--retrieval", metavar="[LABEL=]MAP_DIR", help="Nearest-vibe configs of an `assay music map`."),
     ] = None,
     random_: Annotated[bool, typer.Option("--random", help="Add uniformly random valid configs (the floor).")] = False,
     unconstrained: Annotated[
         bool, typer.Option("--unconstrained", help="--model sources without constrained decoding (llm.guided=false).")
     ] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Use the first N rows (by row_id).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for benchmark.json, benchmark_rows.jsonl.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Folder for benchmark.json, benchmark_rows.jsonl.  [default: runs/synth_benchmark]",
+        ),
+    ] = None,
     duration: Annotated[
-        float | None, typer.Option("--duration", help="Seconds rendered per config (score.audio_duration, 8).")
+        float | None,
+        typer.Option("--duration", min=0.1, help="Seconds rendered per config (score.audio_duration).  [default: 8]"),
     ] = None,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """One config per input row from each source; validity, audio score, reward, speed and success per source."""
+    """One config per input row from each source; validity, audio score, reward, speed and success per source.
+
+    A source is labelled in the table with LABEL= in front of it (model ids may hold colons).
+
+    Example:
+
+    \b
+        assay synth benchmark --input runs/s/scored/TEST.jsonl --random --model base=local/smollm2 --out runs/s/bench
+    """
     from rich.console import Console
 
     from assay.synth.benchmark import SynthBenchmarkConfig, results_table, run_benchmark
@@ -191,21 +251,39 @@ def benchmark(
 
 
 BaseOpt = Annotated[
-    str | None, typer.Option("--base", help="Base model: local/smollm2 (default) or local/PATH (an HF directory).")
+    str | None,
+    typer.Option(
+        "--base",
+        metavar="MODEL",
+        help="Base model: local/smollm2 or local/PATH (an HF directory).  [default: local/smollm2]",
+    ),
 ]
 
 
 @synth_app.command("train-sft")
 def train_sft(
-    data: Annotated[Path | None, typer.Option("--data", help="SFT-Train.jsonl (rows with a config_payload).")] = None,
-    val: Annotated[Path | None, typer.Option("--val", help="SFT-Val.jsonl for the validation loss.")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", metavar="FILE", help="SFT-Train.jsonl (rows with a config_payload).")
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option("--val", metavar="FILE", help="SFT-Val.jsonl for the validation loss.")
+    ] = None,
     base: BaseOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder (run.out_dir).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="DIR", help="Run folder (run.out_dir).  [default: runs/sft]")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
+    overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Fine-tune the base model with LoRA on assistant tokens (vibe -> payload JSON)."""
+    """Fine-tune the base model with LoRA on assistant tokens (vibe -> payload JSON).
+
+    Example:
+
+    \b
+        assay synth train-sft --data runs/s/scored/SFT-Train.jsonl --val runs/s/scored/SFT-Val.jsonl --out runs/sft
+    """
     from assay.config import load_config
     from assay.errors import ConfigError
     from assay.synth.sft.config import SFTConfig
@@ -239,17 +317,28 @@ def train_sft(
             pass
     from assay.synth.sft.loop import train_sft as run_sft  # transformers: seconds to import
 
-    echo_json(run_sft(cfg, resume=resume))
+    echo_json(run_sft(cfg, resume=resume, overwrite=overwrite))
     typer.echo(f"adapter in {Path(cfg.run.out_dir) / 'adapter'}; merge it with: assay synth export-sft")
 
 
 @synth_app.command("export-sft")
 def export_sft(
     adapter: Annotated[Path, typer.Argument(help="An adapter directory, or a train-sft run folder.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the merged HF model (model.safetensors, tokenizer).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Folder for the merged HF model (model.safetensors, tokenizer)."
+        ),
+    ],
     base: BaseOpt = None,
 ) -> None:
-    """Merge a LoRA adapter into its base model: a standalone directory `--model local/PATH` loads."""
+    """Merge a LoRA adapter into its base model: a standalone directory `--model local/PATH` loads.
+
+    Example:
+
+    \b
+        assay synth export-sft runs/sft --out runs/sft-merged
+    """
     from assay.synth.sft.lora import export
 
     result = export(adapter, out, base)
@@ -258,13 +347,23 @@ def export_sft(
 
 @synth_app.command("train-grpo")
 def train_grpo(
-    data: Annotated[Path, typer.Option("--data", help="GRPO.jsonl (rows with a vibe).")],
-    base: Annotated[str, typer.Option("--base", help="The SFT policy: local/MERGED_DIR (from export-sft).")],
-    out: Annotated[Path, typer.Option("--out", help="Run folder: metrics.jsonl and the GRPO adapter.")],
+    data: Annotated[Path, typer.Option("--data", metavar="FILE", help="GRPO.jsonl (rows with a vibe).")],
+    base: Annotated[
+        str, typer.Option("--base", metavar="MODEL", help="The SFT policy: local/MERGED_DIR (from export-sft).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Run folder: metrics.jsonl and the GRPO adapter.")
+    ],
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """A few GRPO steps on the seed's reward (mechanics; docs/sft.md says what a real run needs)."""
+    """A few GRPO steps on the seed's reward (mechanics; docs/sft.md says what a real run needs).
+
+    Example:
+
+    \b
+        assay synth train-grpo --data runs/s/scored/GRPO.jsonl --base local/runs/sft-merged --out runs/grpo
+    """
     from assay.synth.sft.grpo import GRPOConfig
     from assay.synth.sft.grpo import train_grpo as run_grpo
 

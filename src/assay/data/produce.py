@@ -51,10 +51,12 @@ def produce_stream(
     show: bool = True,
     should_stop=lambda: False,
     provider_class=MaskedLMProvider,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Make (or continue) the stream in `out` with `provider_class` (the one of `stream.provider`);
     returns a summary. `should_stop` ends an endless single-worker stream from another thread (the
-    CLI stops with Ctrl-C instead)."""
+    CLI stops with Ctrl-C instead). `device`: where a provider's model runs (the synthetic
+    provider's LM; see `assay.devices`), in every worker."""
     out = Path(out)
     if provider_class.kind != cfg.stream.provider:
         raise ConfigError(
@@ -73,7 +75,7 @@ def produce_stream(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # every worker computes with one thread: identical shards for any W
     try:
-        provider, tokenizer, extra = provider_class.build(cfg)
+        provider, tokenizer, extra = provider_class.build(cfg, device=device)
         if not (out / "tokenizer").exists():
             tokenizer.save(out / "tokenizer")
         val = list_shards(out / "val")
@@ -106,7 +108,7 @@ def produce_stream(
         if workers == 1:
             _run_worker(provider, out, 0, 1, shards, cfg.stream, show, should_stop)
         else:
-            _run_pool(cfg, out, workers, shards, show, provider_class)
+            _run_pool(cfg, out, workers, shards, show, provider_class, str(device))
     finally:
         torch.set_num_threads(threads)
     n_train = len(list_shards(out / "train"))
@@ -142,23 +144,23 @@ def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, s
 
 
 def _worker_main(
-    config_class, cfg_tree: dict[str, Any], out: str, w: int, workers: int, shards, provider_class
+    config_class, cfg_tree: dict[str, Any], out: str, w: int, workers: int, shards, provider_class, device: str
 ) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     torch.set_num_threads(1)
     cfg = validate(config_class, cfg_tree)
-    provider, _, _ = provider_class.build(cfg, load_tokenizer(Path(out) / "tokenizer"))
+    provider, _, _ = provider_class.build(cfg, load_tokenizer(Path(out) / "tokenizer"), device=device)
     _run_worker(provider, Path(out), w, workers, shards, cfg.stream, show=False)
 
 
-def _run_pool(cfg, out: Path, workers: int, shards, show: bool, provider_class) -> None:
+def _run_pool(cfg, out: Path, workers: int, shards, show: bool, provider_class, device: str) -> None:
     ctx = mp.get_context("spawn")
     procs = [
         ctx.Process(
             target=_worker_main,
-            args=(type(cfg), to_dict(cfg), str(out), w, workers, shards, provider_class),
+            args=(type(cfg), to_dict(cfg), str(out), w, workers, shards, provider_class, device),
             daemon=True,
         )
         for w in range(workers)

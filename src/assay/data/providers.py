@@ -58,8 +58,9 @@ class MaskedLMProvider:
         return inputs, labels, mask, rates, stage
 
     @classmethod
-    def build(cls, cfg, tokenizer=None):
-        """(provider, tokenizer, extra meta.json fields) for a training config."""
+    def build(cls, cfg, tokenizer=None, device="cpu"):
+        """(provider, tokenizer, extra meta.json fields) for a training config. Masks are drawn on
+        the CPU: `device` (for providers that run a model) is not used."""
         splits = prepare_tokens(cfg.data, tokenizer)
         return cls(splits, cfg.masking, cfg.data.block_size, cfg.stream.shard_size, cfg.run.seed), splits.tokenizer, {}
 

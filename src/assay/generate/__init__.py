@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from assay.devices import resolve_device
 from assay.errors import AssayError
 from assay.generate.autoregressive import generate_causal
 from assay.generate.diffusion import SAMPLERS, generate_diffusion, unmask
@@ -25,7 +26,7 @@ def generate_text(
     top_p: float = 1.0,
     seed: int = 0,
     prompt: str = "",
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     sampler: str = DEFAULT_SAMPLER,
     eta: float = 0.02,
     model=None,
@@ -33,6 +34,8 @@ def generate_text(
 ) -> dict[str, Any]:
     """Sample text from a checkpoint (`assay.train.checkpoint.Checkpoint`).
 
+    device: where the model runs (`assay.devices`: cpu, cuda, auto, ...); a `model` given runs
+        where it is.
     model: the checkpoint's model already built (`ckpt.build_model()`), to reuse it across calls.
     on_step: diffusion only, see `generate_diffusion`."""
     cfg = ckpt.config
@@ -45,7 +48,11 @@ def generate_text(
     if not 0.0 <= eta <= 1.0:
         raise AssayError(f"--eta must be in [0, 1], not {eta}")
     tok = ckpt.tokenizer
-    model = model if model is not None else ckpt.build_model(device)
+    if model is not None:
+        device = next(model.parameters()).device
+    else:
+        device = resolve_device(device)
+        model = ckpt.build_model(device)
     gen = torch.Generator().manual_seed(seed)
     prompt_ids = tok.encode(prompt) if prompt else []
     if cfg.model.causal:

@@ -9,6 +9,10 @@ a model wrote (a sequence scorer) and which tokens (a token classifier, the "ins
     calibration.py  the sequence scorer's calibration plot
     judge.py        `Judge`: load trained judges and score texts (`assay score`, `assay.Judge`)
     render.py       reading texts and printing scores in the terminal
+    recipe.py       `assay judge train`: corpus -> LM -> rewrites -> scorer and inspector, in one call
+    rewriters.py    the recipe's rewriters (`rewrite.kind`): settings, the lm rewriter, a stream writer
+    rewrite_llm.py  the llm rewriter: an LLM rewrites spans of real passages
+    rewrite_jsonl.py  the jsonl rewriter: the user's own labelled texts
 
 The public API other features use: `Judge`.
 """

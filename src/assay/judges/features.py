@@ -32,13 +32,21 @@ SCALE = 0.25  # log-probabilities of a char LM lie in about [-12, 0]: keep the i
 
 
 class FeaturesConfig(Section):
-    lm_features: bool = False  # feed the LM's per-token log-probabilities in (see module doc)
-    groups: int = Field(4, ge=1)  # masked passes per text (each token predicted with 1/groups masked)
-    lm: str | None = None  # the LM (run or checkpoint); default: the stream's LM (its meta.json)
+    """A judge's extra inputs: the per-token log-probabilities of the LM (see assay.judges.features)."""
+
+    lm_features: bool = Field(
+        False, description="Feed the LM's per-token logp, max logp and entropy into the judge (a frozen LM copy)."
+    )
+    groups: int = Field(4, ge=1, description="Masked LM passes per text (each masks every groups-th token).")
+    lm: str | None = Field(None, description="The LM (run or checkpoint); none = the stream's LM (its meta.json).")
     # Filled in from the LM when training starts, so a saved judge rebuilds without it:
-    lm_model: ModelConfig | None = None
-    mask_id: int | None = None
-    special_ids: list[int] = Field(default_factory=list)
+    lm_model: ModelConfig | None = Field(
+        None, description="Filled in from the LM when training starts; not set by hand."
+    )
+    mask_id: int | None = Field(None, description="Filled in from the LM when training starts; not set by hand.")
+    special_ids: list[int] = Field(
+        default_factory=list, description="Filled in from the LM when training starts; not set by hand."
+    )
 
 
 class JudgeConfig(TrainingConfig):

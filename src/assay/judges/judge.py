@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from assay.checkpoint_io import resolve_checkpoint
+from assay.devices import resolve_device
 from assay.errors import AssayError, CheckpointError
 from assay.judges.tasks import TASKS
 from assay.train.checkpoint import Checkpoint, ObjectiveError, load_checkpoint
@@ -40,21 +41,24 @@ def _judge_checkpoint(path: Path) -> Checkpoint | None:
 
 
 class Judge:
-    def __init__(self, scorer: Checkpoint | None = None, inspector: Checkpoint | None = None, device: str = "cpu"):
+    def __init__(
+        self, scorer: Checkpoint | None = None, inspector: Checkpoint | None = None, device: str | torch.device = "cpu"
+    ):
         if scorer is None and inspector is None:
             raise AssayError("a judge needs a sequence_scorer or a token_classifier checkpoint")
         ckpts = [c for c in (scorer, inspector) if c is not None]
         if len({c.tokenizer.fingerprint() for c in ckpts}) > 1:
             raise AssayError("the sequence scorer and token classifier use different tokenizers")
         self.tokenizer = ckpts[0].tokenizer
-        self.device = device
-        self.scorer = (scorer, scorer.build_model(device)) if scorer else None
-        self.inspector = (inspector, inspector.build_model(device)) if inspector else None
+        self.device = resolve_device(device)  # cpu, cuda, auto, ... (assay.devices)
+        self.scorer = (scorer, scorer.build_model(self.device)) if scorer else None
+        self.inspector = (inspector, inspector.build_model(self.device)) if inspector else None
         self.sources = [str(c.directory) for c in ckpts]
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> Judge:
-        """A judge run or checkpoint, or a folder whose sub-folders are judge runs."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Judge:
+        """A judge run or checkpoint, or a folder whose sub-folders are judge runs; its models on
+        `device`."""
         path = Path(path)
         if not path.exists():
             raise CheckpointError(f"{path} does not exist")

@@ -21,6 +21,7 @@ import torch
 from assay.data.config import StreamConfig
 from assay.data.providers import MaskedLMProvider
 from assay.data.tokens import prepare_tokens
+from assay.devices import resolve_device
 from assay.errors import ConfigError
 from assay.generate.diffusion import unmask
 from assay.model.transformer import IGNORE_INDEX
@@ -34,8 +35,8 @@ class SyntheticProvider(MaskedLMProvider):
     kind = "synthetic"
 
     @classmethod
-    def build(cls, cfg, tokenizer=None):
-        """(provider, tokenizer, extra meta.json fields); loads the LM of `stream.lm`."""
+    def build(cls, cfg, tokenizer=None, device="cpu"):
+        """(provider, tokenizer, extra meta.json fields); loads the LM of `stream.lm` onto `device`."""
         ckpt = load_checkpoint(cfg.stream.lm)
         if ckpt.config.model.mode != "language_model" or ckpt.config.model.causal:
             raise ConfigError(f"stream.lm must be a masked-diffusion LM; {ckpt.directory} is {ckpt.config.objective}")
@@ -44,7 +45,9 @@ class SyntheticProvider(MaskedLMProvider):
                 f"data.block_size ({cfg.data.block_size}) exceeds the LM's block size ({ckpt.config.data.block_size})"
             )
         splits = prepare_tokens(cfg.data, ckpt.tokenizer)
-        provider = cls(splits, cfg.masking, cfg.data.block_size, cfg.stream, cfg.run.seed, ckpt.build_model())
+        provider = cls(
+            splits, cfg.masking, cfg.data.block_size, cfg.stream, cfg.run.seed, ckpt.build_model(resolve_device(device))
+        )
         extra = {"lm": str(ckpt.directory.resolve()), "num_classes": 3 if cfg.stream.random_frac > 0 else 2}
         return provider, splits.tokenizer, extra
 
@@ -52,6 +55,7 @@ class SyntheticProvider(MaskedLMProvider):
         self.cls = cfg.cls
         super().__init__(splits, masking, block_size - (1 if cfg.cls else 0), cfg.shard_size, seed)
         self.cfg, self.lm = cfg, lm.eval()
+        self.device = next(lm.parameters()).device
 
     def shard(self, split: str, seq: int) -> dict[str, torch.Tensor]:
         gen = generator(self.seed, "shard", split, seq)
@@ -62,13 +66,13 @@ class SyntheticProvider(MaskedLMProvider):
         # LM training, not for rewriting), then the LM fills them in; it never emits specials.
         filled = unmask(
             self.lm,
-            x.masked_fill(mask, self.vocab.mask_id),
+            x.masked_fill(mask, self.vocab.mask_id).to(self.device),
             self.vocab,
             self.cfg.steps,
             self.cfg.temperature,
             self.cfg.top_p,
             gen,
-        )
+        ).cpu()
         labels = torch.zeros_like(x)
         labels[mask & (filled != x)] = 1
         if self.cfg.random_frac > 0:

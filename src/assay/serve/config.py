@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from assay.config import Section
+from assay.devices import DeviceSpec
 
 
 class ServerSection(Section):
@@ -13,6 +14,7 @@ class ServerSection(Section):
     host: str = "127.0.0.1"  # loopback only unless asked otherwise
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port (the URL is printed)
     threads: int | None = Field(None, ge=1)  # torch threads (default: torch's own)
+    device: DeviceSpec = "auto"  # where the models run: auto, cpu, cuda, cuda:N or mps (assay.devices)
     log_requests: bool = False  # one access-log line per request
     # Who may call the API (docs/serve.md, "Exposing the server"): beyond loopback, a token or no_auth.
     token: str | None = None  # /api/* needs `Authorization: Bearer TOKEN`

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from assay.devices import resolve_device
 from assay.errors import AssayError, CheckpointError
 from assay.judges import Judge
 from assay.train.checkpoint import Checkpoint, ObjectiveError, load_checkpoint
@@ -20,7 +23,7 @@ class LanguageModel:
     model: Any  # assay.model.Transformer, eval mode
 
     @classmethod
-    def load(cls, path: str | Path) -> LanguageModel:
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
         try:
             ckpt = load_checkpoint(path)  # the core's language models
         except ObjectiveError as exc:
@@ -30,7 +33,7 @@ class LanguageModel:
                 else "not a language_model run"
             )
             raise CheckpointError(f"--lm {path} is a {exc.objective} run, {what}") from None
-        return cls(ckpt, ckpt.build_model())
+        return cls(ckpt, ckpt.build_model(resolve_device(device)))
 
 
 @dataclass
@@ -39,10 +42,14 @@ class Loaded:
     lm: LanguageModel | None
 
 
-def load_models(judge_path: str | Path | None, lm_path: str | Path | None) -> Loaded:
+def load_models(
+    judge_path: str | Path | None, lm_path: str | Path | None, device: str | torch.device = "cpu"
+) -> Loaded:
+    """The judge and the LM (if any), both on `device` (checked first: a missing GPU fails fast)."""
     if judge_path is None:
         raise AssayError("say which judge to serve: --judge DIR (a judge run, or a folder of judge runs)")
-    return Loaded(Judge.load(judge_path), LanguageModel.load(lm_path) if lm_path is not None else None)
+    device = resolve_device(device)
+    return Loaded(Judge.load(judge_path, device), LanguageModel.load(lm_path, device) if lm_path is not None else None)
 
 
 def describe(ckpt: Checkpoint, model) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def serve(cfg: ServeConfig, log: Callable[[str], None] = print, warn: Callable[[
         warn(access.warning)
     if cfg.server.threads:
         torch.set_num_threads(cfg.server.threads)
-    loaded = load_models(cfg.server.judge, cfg.server.lm)
+    loaded = load_models(cfg.server.judge, cfg.server.lm, cfg.server.device)
     sock = bind(cfg.server.host, cfg.server.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -14,15 +14,15 @@ default `vibe_original`):
   of the input);
 - `random`: a uniformly random valid config per row (seeded), the floor.
 
-Specs are `VALUE[:LABEL]` (`local/smollm2:base`, `config_payload:synthetic`): the last `:` starts
-the label when what follows is a plain name (letters, digits, `_ . + -`); the label names the
-source in the table (default: the value). Measured per source, on the raw text (the model's
-answer, or the JSON of a dataset/retrieval/random config) with the configs step's checks
-(`music.payload.validity`): format / schema / palette validity rates and `valid_rate` (all
-three); the offline audio scorer's mean ± s.e. over valid configs; the seed's reward mean ± s.e.
-over all rows (invalid answers get its partial credit); seconds per config (the source's
-generation wall time / rows); `success_rate` (valid and scored). Results: `benchmark.json` and
-one line per (source, row) in `benchmark_rows.jsonl`.
+Specs are `[LABEL=]VALUE` (`base=local/smollm2`, `synthetic=config_payload`): a plain name (letters,
+digits, `_ . + -`) before the first `=` is the label, so no model id (`ollama/llama3:8b`,
+`ft:gpt-4o-mini:org::id`) is ever cut; the label names the source in the table (default: the value).
+Measured per source, on the raw text (the model's answer, or the JSON of a dataset/retrieval/random
+config) with the configs step's checks (`music.payload.validity`): format / schema / palette
+validity rates and `valid_rate` (all three); the offline audio scorer's mean ± s.e. over valid
+configs; the seed's reward mean ± s.e. over all rows (invalid answers get its partial credit);
+seconds per config (the source's generation wall time / rows); `success_rate` (valid and scored).
+Results: `benchmark.json` and one line per (source, row) in `benchmark_rows.jsonl`.
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ from assay.errors import ConfigError, DataError
 from assay.stats import json_number, mean_se
 from assay.synth.config import SynthConfig
 
-_LABELLED = re.compile(r"^(?P<value>.+):(?P<label>[A-Za-z0-9_.+-]+)$")
+_LABELLED = re.compile(r"^(?P<label>[A-Za-z0-9_.+-]+)=(?P<value>.+)$")
 
 
 class BenchmarkConfig(Section):
     input: Path | None = Field(None, description="JSONL of vibe rows, e.g. runs/s/scored/TEST.jsonl.")
-    models: list[str] = Field([], description="MODEL[:LABEL], decoded with llm.guided.")
-    free_models: list[str] = Field([], description="MODEL[:LABEL], always without constrained decoding.")
-    dataset_fields: list[str] = Field([], description="FIELD[:LABEL]: configs in a column of the input rows.")
-    retrieval: list[str] = Field([], description="MAP_DIR[:LABEL]: nearest-vibe configs of a map.")
+    models: list[str] = Field([], description="[LABEL=]MODEL, decoded with llm.guided.")
+    free_models: list[str] = Field([], description="[LABEL=]MODEL, always without constrained decoding.")
+    dataset_fields: list[str] = Field([], description="[LABEL=]FIELD: configs in a column of the input rows.")
+    retrieval: list[str] = Field([], description="[LABEL=]MAP_DIR: nearest-vibe configs of a map.")
     random: bool = Field(False, description="Add uniformly random valid configs (the floor).")
     limit: int | None = Field(None, ge=1, description="Use the first N rows (by row_id).")
     out: Path = Field(Path("runs/synth_benchmark"), description="Folder for benchmark.json and benchmark_rows.jsonl.")
@@ -73,7 +73,7 @@ class Source:
 
 
 def split_label(spec: str) -> tuple[str, str | None]:
-    """`VALUE[:LABEL]` -> (value, label or None)."""
+    """`[LABEL=]VALUE` -> (value, label or None)."""
     match = _LABELLED.match(spec.strip())
     if match:
         return match["value"], match["label"]
@@ -105,7 +105,7 @@ def build_sources(config: BenchmarkConfig, guided: bool) -> list[Source]:
     labels = [s.label for s in sources]
     twice = sorted({x for x in labels if labels.count(x) > 1})
     if twice:
-        raise ConfigError(f"two sources are labelled {twice[0]!r}: name them with VALUE:LABEL")
+        raise ConfigError(f"two sources are labelled {twice[0]!r}: name them with LABEL=VALUE")
     return sources
 
 

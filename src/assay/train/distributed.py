@@ -1,4 +1,4 @@
-"""Devices and torchrun/DDP support: which device, who am I, and the few collectives the trainer needs.
+"""torchrun/DDP support: who am I, and the few collectives the trainer needs (which device: assay.devices).
 
 Under `torchrun --nproc_per_node=N -m assay train ...` the environment carries RANK and
 WORLD_SIZE; the process group is gloo on CPU and nccl on CUDA. Outside torchrun everything is
@@ -13,19 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-from assay.errors import ConfigError
+from assay.devices import resolve_device
 
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """A device setting (auto, cpu, cuda, cuda:N) -> the device of this process: `cuda` is the
-    local rank's GPU under torchrun, `auto` a GPU when torch sees one."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r}: torch sees no CUDA device")
-        return torch.device(name) if ":" in name else torch.device("cuda", local_rank)
-    return torch.device(name)
+__all__ = ["Dist", "resolve_device"]  # resolve_device: imported from here by older callers
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from assay.config import validate
 from assay.data.corpus import check_corpus_spec
@@ -34,6 +35,7 @@ from assay.data.providers import MaskedLMProvider
 from assay.data.stream import read_meta
 from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
+from assay.devices import resolve_device
 from assay.errors import ConfigError, DataError
 from assay.io import writing
 from assay.progress import console
@@ -49,7 +51,7 @@ def evaluate_checkpoint(
     ckpt: Checkpoint,
     blocks: int | None = None,
     elbo_points: int | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     *,
     stream: str | Path | None = None,
     corpus: str | None = None,
@@ -59,7 +61,9 @@ def evaluate_checkpoint(
     fixed validation blocks (None: the whole validation split), by the checkpoint's own task; on
     the run's own data, or on `stream` or `corpus` (see the module docstring). `providers` maps a
     `stream.provider` to its provider class, for the temporary stream of a judge on a corpus (the
-    CLI passes its table; the core knows only the masked-LM provider)."""
+    CLI passes its table; the core knows only the masked-LM provider). `device`: where the model
+    (and a temporary stream's LM) runs, see `assay.devices`."""
+    device = resolve_device(device)
     if stream is not None and corpus is not None:
         raise ConfigError("--stream and --corpus are exclusive: evaluate on one of them")
     for name, value in (("blocks", blocks), ("elbo_points", elbo_points)):
@@ -74,7 +78,8 @@ def evaluate_checkpoint(
     if corpus is not None:
         check_corpus_spec(corpus)
         if needs_a_stream(ckpt):
-            with corpus_stream(ckpt, corpus, providers or {MaskedLMProvider.kind: MaskedLMProvider}) as folder:
+            makers = providers or {MaskedLMProvider.kind: MaskedLMProvider}
+            with corpus_stream(ckpt, corpus, makers, device) as folder:
                 _on_stream(ckpt, cfg, folder, f"corpus-{Path(corpus).name}")
                 return _evaluate(ckpt, cfg, device, {"corpus": corpus})
         cfg.data = _on_corpus(cfg.data, corpus)
@@ -88,7 +93,7 @@ def evaluate_checkpoint(
     return _evaluate(ckpt, cfg, device, {})
 
 
-def _evaluate(ckpt: Checkpoint, cfg, device: str, other: dict[str, str]) -> dict[str, Any]:
+def _evaluate(ckpt: Checkpoint, cfg, device: torch.device, other: dict[str, str]) -> dict[str, Any]:
     """Evaluate with `cfg` (the run's config, pointed at the data to evaluate); `other` names that
     data when it is not the run's own."""
     splits = None if cfg.data.stream else prepare_tokens(cfg.data, ckpt.tokenizer)
@@ -154,12 +159,14 @@ def needs_a_stream(ckpt: Checkpoint) -> bool:
 
 
 @contextmanager
-def corpus_stream(ckpt: Checkpoint, spec: str, providers: Mapping[str, type]) -> Iterator[Path]:
+def corpus_stream(
+    ckpt: Checkpoint, spec: str, providers: Mapping[str, type], device: str | torch.device = "cpu"
+) -> Iterator[Path]:
     """A temporary stream made from corpus `spec` as the run's own stream was made: with the
     settings ([data], [masking], [stream], seed, the LM) of that stream's meta.json while it is
     there, else of the run's config. It holds the validation shards and one training shard (a
     judge learns its baseline's direction on it if the run's own stream is gone); the folder is
-    deleted on exit."""
+    deleted on exit. The stream's LM runs on `device`."""
     own = ckpt.config
     cfg = own.model_copy(deep=True)
     source = Path(own.data.stream)
@@ -189,7 +196,7 @@ def corpus_stream(ckpt: Checkpoint, spec: str, providers: Mapping[str, type]) ->
             f"making a temporary stream from {spec}: {cfg.stream.val_shards} validation shards of "
             f"{cfg.stream.shard_size} (deleted after the evaluation)"
         )
-        produce_stream(cfg, folder, workers=1, shards=1, show=False, provider_class=providers[kind])
+        produce_stream(cfg, folder, workers=1, shards=1, show=False, provider_class=providers[kind], device=device)
         yield folder
 
 

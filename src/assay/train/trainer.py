@@ -32,13 +32,14 @@ from assay.config import apply_override, to_dict, validate
 from assay.data.stream import wait_for_stream
 from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
+from assay.devices import resolve_device
 from assay.errors import AssayError, ConfigError, DataError
 from assay.io import atomic_write_json, folder_lock, remove_temp_directories, write_directory
 from assay.progress import console, make_progress
 from assay.rng import stable_seed
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
 from assay.train.config import TrainingConfig
-from assay.train.distributed import Dist, resolve_device
+from assay.train.distributed import Dist
 from assay.train.ema import EMA
 from assay.train.lm_tasks import CORE_TASKS
 from assay.train.metrics import MetricsLog, plot_loss_curve
@@ -137,8 +138,9 @@ class Trainer:
                 last = _last_iter(self.out)
                 at = "" if last is None else f" (at iter {last})"
                 raise ConfigError(
-                    f"{self.out} already holds a run{at}: continue it with --resume {self.out}, "
-                    "or start afresh with --overwrite (its checkpoints and metrics are deleted)"
+                    f"{self.out} already holds a run{at}: continue it with --resume "
+                    f"(assay train --out {self.out} --resume), or start afresh with --overwrite "
+                    "(its checkpoints and metrics are deleted)"
                 )
             for name in existing:
                 path = self.out / name
@@ -366,7 +368,7 @@ class Trainer:
                         self._save("last")
                         self._log(
                             f"interrupted ({self._signal}) at iter {self.iter}; last/ saved; "
-                            f"continue with: assay train --resume {self.out}"
+                            f"continue with: assay train --out {self.out} --resume"
                         )
                         break
         finally:

