@@ -14,7 +14,8 @@ mkdir -p "$WORK/dist" "$WORK/home"
 step() { printf '\n$ %s\n' "$*"; start=$(date +%s); "$@"; printf '[%s s]\n' $(( $(date +%s) - start )); }
 
 echo "# built from $(git -C "$REPO" rev-parse --short HEAD) on $(date -u +%Y-%m-%d), $(nproc) CPU cores"
-"$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$REPO" >/dev/null
+mkdir -p "$WORK/tree" && git -C "$REPO" archive HEAD | tar -x -C "$WORK/tree"   # the committed tree, nothing else
+"$PYTHON" -m pip wheel -q --no-deps -w "$WORK/dist" "$WORK/tree" >/dev/null
 "$PYTHON" -m venv "$WORK/venv"
 PIP="$WORK/venv/bin/python -m pip --disable-pip-version-check -q"
 cd "$WORK/home"
