@@ -13,7 +13,7 @@ say "1/5 masked-diffusion LM on tiny-shakespeare ($((300 * SCALE)) steps)"
 if [ -f "$LM/eval.json" ] && [ -z "${DEMO_FRESH:-}" ] && [ "$SCALE" = 1 ]; then
     echo "reusing $LM (DEMO_FRESH=1 retrains it)"
 else
-    "$BIN/assay" train --overwrite -c shakespeare_char --set run.out_dir=$LM --set train.max_iters=$((300 * SCALE))
+    "$BIN/assay" train --overwrite -c shakespeare_char --out $LM --set train.max_iters=$((300 * SCALE))
 fi
 echo "--- a sample from the default sampler (256 characters; docs/generation.md) ---"
 "$BIN/assay" generate $LM --length 256 --steps 128 --seed 0
