@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from assay.cli.options import ConfigOpt, EndpointFlags, SetOpt
-
-# the LLM endpoint options of every LLM command (assay.cli.options), listed here after this command's own
-_ENDPOINT = typing.get_type_hints(EndpointFlags, include_extras=True)
-ApiBaseOpt, ApiKeyEnvOpt, EnvFileOpt = _ENDPOINT["api_base"], _ENDPOINT["api_key_env"], _ENDPOINT["env_file"]
-ConcurrencyOpt, QpsOpt, CacheOpt = _ENDPOINT["max_concurrency"], _ENDPOINT["max_qps"], _ENDPOINT["cache"]
+from assay.cli.options import ConfigOpt, EndpointFlags, SetOpt, endpoint_options_last
 
 judge_app = typer.Typer(no_args_is_help=True)
 
@@ -24,6 +18,7 @@ def judge() -> None:
 
 
 @judge_app.command("train")
+@endpoint_options_last  # the LLM endpoint options of every LLM command, after this command's own
 def train(
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the LM, the rewrites and the two judges.")
@@ -101,12 +96,7 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start afresh: delete OUT's lm, stream, scorer and inspector.")
     ] = False,
-    api_base: ApiBaseOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    env_file: EnvFileOpt = None,
-    max_concurrency: ConcurrencyOpt = None,
-    max_qps: QpsOpt = None,
-    cache: CacheOpt = None,
+    endpoint: EndpointFlags = None,
 ) -> None:
     """Train a judge of machine-written text for a corpus, in four stages: a masked-diffusion LM on
     the corpus (or --lm), its rewrites of real passages (OUT/stream), a sequence scorer and a
@@ -122,10 +112,6 @@ def train(
     from assay.errors import ConfigError
     from assay.judges.recipe import render_summary, summary_rows, train_judge
 
-    endpoint = EndpointFlags(
-        api_base=api_base, api_key_env=api_key_env, env_file=env_file, max_concurrency=max_concurrency,
-        max_qps=max_qps, cache=cache,
-    )  # fmt: skip
     if jsonl is not None and rewriter not in (None, "jsonl"):
         raise ConfigError(f"--jsonl is the input of --rewriter jsonl, not of --rewriter {rewriter}")
     settings = {

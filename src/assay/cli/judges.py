@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.devices import DeviceOpt
-from assay.cli.options import JsonOpt
+from assay.cli.options import DeviceOpt, JsonOpt
 
 
 def score(

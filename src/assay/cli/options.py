@@ -72,6 +72,15 @@ InputDirOpt = Annotated[
 ]
 OutputDirOpt = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for this step's JSONL files.")]
 ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        help="Where the model runs: auto (a CUDA GPU if torch sees one, else the CPU), cpu, cuda, cuda:N or mps.",
+        show_default="auto",
+    ),
+]  # every command that runs a trained model; None: auto, or the config's own device key (server.device)
 
 
 @dataclass
@@ -141,9 +150,10 @@ class LLMFlags(EndpointFlags):
         }
 
 
-def with_flags(flags_class, name: str):
+def with_flags(flags_class, name: str, last: bool = False):
     """A decorator giving a command the options of `flags_class` (a dataclass of `Annotated` typer
-    options); the command receives them as one argument called `name`."""
+    options); the command receives them as one argument called `name`. Its help lists them after the
+    command's required options, or after all its own options with `last`."""
     declared = vars(flags_class).get("__annotations__", {})
     ordered = sorted(fields(flags_class), key=lambda f: f.name not in declared)  # the class's own options first
     names = [f.name for f in ordered]
@@ -166,7 +176,8 @@ def with_flags(flags_class, name: str):
         optional = [
             p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if p.default is not inspect.Parameter.empty
         ]
-        wrapper.__signature__ = signature.replace(parameters=positional + added + optional)
+        parameters = positional + optional + added if last else positional + added + optional
+        wrapper.__signature__ = signature.replace(parameters=parameters)
         return wrapper
 
     return decorate
@@ -174,6 +185,7 @@ def with_flags(flags_class, name: str):
 
 llm_options = with_flags(LLMFlags, "llm")  # --model, the endpoint options, --limit, --resume, --overwrite
 endpoint_options = with_flags(EndpointFlags, "endpoint")  # the endpoint options only
+endpoint_options_last = with_flags(EndpointFlags, "endpoint", last=True)  # the same, after the command's own
 
 
 def load_with_flags(cls, config: Path | None, sets: list[str] | None, flags: dict[str, object]):

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.devices import DeviceOpt
-from assay.cli.options import ConfigOpt, SetOpt, load_with_flags
+from assay.cli.options import ConfigOpt, DeviceOpt, SetOpt, load_with_flags
 
 
 def serve(

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from assay.cli.devices import DeviceOpt
-from assay.cli.options import CheckpointOpt, ConfigOpt, JsonOpt, SetOpt
+from assay.cli.options import CheckpointOpt, ConfigOpt, DeviceOpt, JsonOpt, SetOpt
 
 DEFAULT_SAMPLER_SHOWN = "ancestral"  # assay.generate.DEFAULT_SAMPLER (imports torch); a test keeps them equal
 
