@@ -57,9 +57,15 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} is not of the form key=value")
     key, _, raw = assignment.partition("=")
-    parts = [p for p in key.strip().split(".")]
-    if not parts or any(not p for p in parts):
+    if any(not p for p in key.strip().split(".")):
         raise ConfigError(f"override {assignment!r} has an empty key")
+    set_key(tree, key.strip(), parse_value(raw))
+
+
+def set_key(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted `key` (`a.b.c`, list items by index) of a nested dict in place to `value`,
+    making the missing sections."""
+    parts = key.split(".")
     node: Any = tree
     for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
@@ -73,9 +79,9 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
             node = nxt
     last = parts[-1]
     if isinstance(node, list):
-        node[_list_index(node, last, parts)] = parse_value(raw)
+        node[_list_index(node, last, parts)] = value
     else:
-        node[last] = parse_value(raw)
+        node[last] = value
 
 
 def _list_index(node: list, part: str, path: list[str]) -> int:

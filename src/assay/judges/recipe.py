@@ -50,7 +50,7 @@ from typing import Any
 from pydantic import Field
 
 from assay.checkpoint_io import resolve_checkpoint
-from assay.config import Section, build_tree, to_dict, validate
+from assay.config import Section, build_tree, set_key, to_dict, validate
 from assay.data.config import DataConfig
 from assay.data.corpus import check_corpus_spec
 from assay.data.stream import read_meta
@@ -166,14 +166,6 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
         node.pop(last, None)
 
 
-def _put(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = tree
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-
-
 def _refuse_own_keys(tree: dict[str, Any]) -> None:
     for section, group in (("lm", "lm"), ("scorer", "judge"), ("inspector", "judge")):
         for key, why in _OWN[group].items():
@@ -196,7 +188,7 @@ def settings_tree(
     tree = build_tree(config, (), base)
     for key, value in settings.items():
         if value is not None:
-            _put(tree, key, str(value) if isinstance(value, Path) else value)
+            set_key(tree, key, str(value) if isinstance(value, Path) else value)
     tree = build_tree(None, list(sets), tree)
     _refuse_own_keys(tree)
     return tree
@@ -224,16 +216,16 @@ def build_recipe(out: Path, tree: dict[str, Any]) -> RecipeConfig:
         corpus = tree["corpus"] = masked_lm(lm_run).config.data.corpus
     check_corpus_spec(str(corpus))
     lm_dir = Path(lm_run) if lm_run else out / "lm"
-    _put(tree, "lm.run.out_dir", str(out / "lm"))
-    _put(tree, "lm.data.corpus", str(corpus))
+    set_key(tree, "lm.run.out_dir", str(out / "lm"))
+    set_key(tree, "lm.data.corpus", str(corpus))
     for name, mode in (("scorer", "sequence_scorer"), ("inspector", "token_classifier")):
-        _put(tree, f"{name}.run.out_dir", str(out / name))
-        _put(tree, f"{name}.data.stream", str(out / "stream"))
-        _put(tree, f"{name}.model.mode", mode)
-        _put(tree, f"{name}.model.init_from", str(lm_dir))
-        _put(tree, f"{name}.features.lm", str(lm_dir))
+        set_key(tree, f"{name}.run.out_dir", str(out / name))
+        set_key(tree, f"{name}.data.stream", str(out / "stream"))
+        set_key(tree, f"{name}.model.mode", mode)
+        set_key(tree, f"{name}.model.init_from", str(lm_dir))
+        set_key(tree, f"{name}.features.lm", str(lm_dir))
     if _get(tree, "llm.cache") is None:
-        _put(tree, "llm.cache", str(out / "llm.sqlite"))
+        set_key(tree, "llm.cache", str(out / "llm.sqlite"))
     return validate(RecipeConfig, tree)
 
 
