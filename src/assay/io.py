@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,16 @@ def remove_temp_directories(final_dir: str | Path) -> None:
     final_dir = Path(final_dir)
     for leftover in final_dir.parent.glob(f".{final_dir.name}.*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_entries(folder: str | Path, names: Iterable[str]) -> None:
+    """Delete the files and folders `names` of `folder` that exist (a symlink itself, never what it
+    points to): what `--overwrite` removes of a run before starting afresh."""
+    for path in (Path(folder) / name for name in names):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def is_disk_full(exc: BaseException) -> bool:

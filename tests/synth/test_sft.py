@@ -315,6 +315,13 @@ def test_resume_refuses_other_data_and_fresh_run_refuses_old_folder(tiny_base, t
         train_sft(other, resume=True)
     with pytest.raises(AssayError, match="nothing to resume"):
         train_sft(sft_config(tmp_path / "empty", tiny_base, data), resume=True)
+    # --overwrite deletes the run's files (not the folder's others) and trains afresh
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(AssayError, match="exclusive"):
+        train_sft(cfg, resume=True, overwrite=True)
+    train_sft(cfg, overwrite=True)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert len(losses(tmp_path / "run")) == 2  # this run's two steps, nothing of the old one
 
 
 # --- CLI ----------------------------------------------------------------------------------------

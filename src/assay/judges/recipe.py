@@ -39,7 +39,6 @@ stages and continues an interrupted training run from its last/ checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,7 +55,7 @@ from assay.data.corpus import check_corpus_spec
 from assay.data.stream import read_meta
 from assay.data.tokens import split_texts
 from assay.errors import AssayError, CheckpointError, ConfigError, DataError
-from assay.io import JSON_MAX, atomic_write_json, check_size, folder_lock
+from assay.io import JSON_MAX, atomic_write_json, check_size, folder_lock, remove_entries
 from assay.judges.features import JudgeConfig
 from assay.judges.rewrite_jsonl import read_labelled, rewrite_from_jsonl
 from assay.judges.rewrite_llm import rewrite_with_llm
@@ -434,12 +433,7 @@ def train_judge(
     _preflight(recipe, out, fresh=overwrite or not resume)
     with folder_lock(out, "judge"), _keeps_what_is_done(out):
         if overwrite:
-            for name in ENTRIES:
-                path = out / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
+            remove_entries(out, ENTRIES)
         atomic_write_json(out / RECIPE, {"format": FORMAT, "tree": tree})
         result = RecipeResult(out, recipe)
         lm_dir = Path(recipe.lm_run) if recipe.lm_run else out / "lm"

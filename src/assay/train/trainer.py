@@ -34,7 +34,7 @@ from assay.data.tokenizer import load_tokenizer
 from assay.data.tokens import prepare_tokens
 from assay.devices import resolve_device
 from assay.errors import AssayError, ConfigError, DataError
-from assay.io import atomic_write_json, folder_lock, remove_temp_directories, write_directory
+from assay.io import atomic_write_json, folder_lock, remove_entries, remove_temp_directories, write_directory
 from assay.progress import console, make_progress
 from assay.rng import stable_seed
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
@@ -142,9 +142,7 @@ class Trainer:
                     f"(assay train --out {self.out} --resume), or start afresh with --overwrite "
                     "(its checkpoints and metrics are deleted)"
                 )
-            for name in existing:
-                path = self.out / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            remove_entries(self.out, existing)
         for name in ("best", "last"):
             remove_temp_directories(self.out / name)
 

@@ -165,13 +165,9 @@ def train_sft(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite are exclusive: continue the run, or start it afresh")
     if overwrite:
-        import shutil
+        from assay.io import remove_entries
 
-        for path in (out / name for name in RUN_FILES):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+        remove_entries(out, RUN_FILES)
     found = checkpoint.intact(ckpt_dir)  # checkpoint/, or checkpoint.old after a save killed mid-swap
     if resume and found is None:
         raise AssayError(f"nothing to resume: {ckpt_dir} holds no checkpoint")
