@@ -3,7 +3,8 @@
 #               synthetic data with it, fine-tune two judges and rank 50 held-out pairs (~9 min on 2 cores;
 #               `make demo DEMO_SCALE=4` for a bigger run)
 #   make synth-demo  the LLM synthetic-data pipeline offline with a local model (docs/synth.md)
-#   make test   install the dev dependencies into .venv (and Debian's chromium, as root) and run the test suite
+#   make test   install the dev dependencies and the ray extra into .venv (and Debian's chromium, as root)
+#               and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,7 +32,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 # One resolution with the dev extras (not the package first and then again with them): a fresh
 # `make test` installs once. It also counts as `make install`.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install $(CONSTRAINTS) -e '.[dev,bench]'
+	$(PIP) install $(CONSTRAINTS) -e '.[dev,bench,ray]'
 	$(PIP) install $(CONSTRAINTS) --no-deps $(NO_DEPS)
 	@touch $@ $(VENV)/.installed
 

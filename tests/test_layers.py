@@ -15,8 +15,8 @@ from tests.conftest import ROOT
 # Each top-level module or package of assay, by layer (lowest first).
 LAYERS = {
     "foundation": {
-        "checkpoint_io", "config", "configs", "devices", "errors", "io", "plugins", "progress", "rng", "sampling",
-        "stats", "version",
+        "checkpoint_io", "cluster", "config", "configs", "devices", "errors", "io", "plugins", "progress", "rng",
+        "sampling", "stats", "version",
     },
     "core": {"data", "embeddings", "generate", "llm", "masking", "model", "pipeline", "train"},
     "feature": {"correct", "experiments", "judges", "music", "serve", "synth"},

@@ -19,7 +19,7 @@ from assay.data.stream import (
 )
 from assay.errors import DataError
 from assay.train.config import TrainingConfig
-from tests.conftest import tiny_tree
+from tests.conftest import run_cli, tiny_tree, write_toml
 
 
 def shard(seq: int, n: int = 4, width: int = 8) -> dict[str, torch.Tensor]:
@@ -169,3 +169,20 @@ def test_produce_refuses_another_config_and_resumes_the_same(tmp_path):
 def test_load_val(tiny_stream):
     val = load_val(tiny_stream)
     assert val["idx"].shape == (32, 32) and val["score"].shape == (32,)
+
+
+def test_ray_producers_make_the_shards_of_the_local_producer(tmp_path, ray_local, capsys):
+    """`assay data produce --engine ray`: the producers are Ray tasks writing into one folder, and
+    the per-shard seeds make the bytes independent of who made which shard."""
+    tree = tiny_tree(tmp_path / "unused", stream={"shard_size": 8, "val_shards": 3, "max_backlog": None})
+    cfg = validate(TrainingConfig, tree)
+    produce_stream(cfg, tmp_path / "local", workers=1, shards=6, show=False)
+    config = write_toml(tree, tmp_path / "stream.toml")
+    args = ["data", "produce", "-c", config, "--out", tmp_path / "ray", "--workers", "2", "--shards", "6"]
+    code, _, err = run_cli(capsys, *args, "--engine", "ray", "--device", "cpu")
+    assert code == 0, err
+    for split in ("train", "val"):
+        local, ray = (_bytes(tmp_path / x, split) for x in ("local", "ray"))
+        assert sorted(local) == list(range(6 if split == "train" else 3)) and local == ray
+    # the same content (a TOML file has no null: its max_backlog, which is not content, is the default)
+    assert read_meta(tmp_path / "local")["fingerprint"] == read_meta(tmp_path / "ray")["fingerprint"]

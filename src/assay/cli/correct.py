@@ -12,11 +12,13 @@ import typer
 
 from assay.cli.options import (
     ConfigOpt,
+    EngineFlags,
     LLMFlags,
     ProgressOpt,
     SeedOpt,
     SetOpt,
     comma_list,
+    engine_options,
     llm_options,
     load_with_flags,
     with_flags,
@@ -81,10 +83,12 @@ def _group() -> None:
 @correct_app.command("run")
 @llm_options
 @episode_options
+@engine_options
 def run_cmd(
     out: OutOpt,
     llm: LLMFlags,
     episode: EpisodeFlags,
+    engine: EngineFlags,
     policy: Annotated[
         str | None,
         typer.Option(
@@ -114,7 +118,7 @@ def run_cmd(
     from assay.correct.engine import run_correct
     from assay.correct.summary import format_summary
 
-    flags = llm.overrides() | episode.overrides()
+    flags = llm.overrides() | episode.overrides() | engine.overrides()
     flags |= {"correct.policy": policy, "correct.template": template, "correct.policy_state": policy_state}
     cfg = load_with_flags(CorrectRun, config, set_, flags)
     summary = run_correct(cfg.correct, out, cfg.llm, cfg.runner)

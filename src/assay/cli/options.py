@@ -150,6 +150,42 @@ class LLMFlags(EndpointFlags):
         }
 
 
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        help="With --engine ray: the cluster to join (auto, ray://HOST:10001).  [default: a local instance]",
+    ),
+]
+
+
+@dataclass
+class EngineFlags:
+    """Where the rows of a pipeline step run (None: not given; docs/scale.md)."""
+
+    engine: Annotated[
+        Literal["local", "ray"] | None,
+        typer.Option(
+            "--engine",
+            help="local: this process (asyncio); ray: a pool of Ray actors (pip install 'assay[ray]').  "
+            "[default: local]",
+        ),
+    ] = None
+    ray_address: RayAddressOpt = None
+    ray_actors: Annotated[
+        int | None, typer.Option("--ray-actors", min=1, help="With --engine ray: how many actors.  [default: 2]")
+    ] = None
+
+    def overrides(self) -> dict[str, object]:
+        """The flags as keys of a config tree with a [runner] section."""
+        return {
+            "runner.engine": self.engine,
+            "runner.ray_address": self.ray_address,
+            "runner.ray_actors": self.ray_actors,
+        }
+
+
 def with_flags(flags_class, name: str, last: bool = False):
     """A decorator giving a command the options of `flags_class` (a dataclass of `Annotated` typer
     options); the command receives them as one argument called `name`. Its help lists them after the
@@ -186,6 +222,7 @@ def with_flags(flags_class, name: str, last: bool = False):
 llm_options = with_flags(LLMFlags, "llm")  # --model, the endpoint options, --limit, --resume, --overwrite
 endpoint_options = with_flags(EndpointFlags, "endpoint")  # the endpoint options only
 endpoint_options_last = with_flags(EndpointFlags, "endpoint", last=True)  # the same, after the command's own
+engine_options = with_flags(EngineFlags, "engine", last=True)  # --engine, --ray-address, --ray-actors
 
 
 def load_with_flags(cls, config: Path | None, sets: list[str] | None, flags: dict[str, object]):

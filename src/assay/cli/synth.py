@@ -13,6 +13,7 @@ import typer
 from assay.cli.options import (
     ConfigOpt,
     EndpointFlags,
+    EngineFlags,
     InputDirOpt,
     LLMFlags,
     OutputDirOpt,
@@ -22,6 +23,7 @@ from assay.cli.options import (
     comma_list,
     echo_json,
     endpoint_options,
+    engine_options,
     llm_options,
     load_with_flags,
 )
@@ -75,10 +77,12 @@ def ingest(
 
 @synth_app.command("vibes")
 @llm_options
+@engine_options
 def vibes(
     input_dir: InputDirOpt,
     output_dir: OutputDirOpt,
     llm: LLMFlags,
+    engine: EngineFlags,
     seed: SeedOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -92,16 +96,18 @@ def vibes(
     """
     from assay.synth.vibes import extract_vibes
 
-    cfg = _load(config, set_, llm.overrides() | {"vibes.seed": seed})
+    cfg = _load(config, set_, llm.overrides() | engine.overrides() | {"vibes.seed": seed})
     _echo_summary(extract_vibes(input_dir, output_dir, cfg.vibes, cfg.llm, cfg.runner), output_dir)
 
 
 @synth_app.command("configs")
 @llm_options
+@engine_options
 def configs(
     input_dir: InputDirOpt,
     output_dir: OutputDirOpt,
     llm: LLMFlags,
+    engine: EngineFlags,
     num_candidates: Annotated[
         int | None, typer.Option("--num-candidates", min=1, help="Best-of-N.  [default: 3]")
     ] = None,
@@ -122,16 +128,18 @@ def configs(
     from assay.synth.music_configs import generate_configs
 
     flags = {"configs.seed": seed, "configs.num_candidates": num_candidates, "configs.temperature": temperature}
-    cfg = _load(config, set_, llm.overrides() | flags)
+    cfg = _load(config, set_, llm.overrides() | engine.overrides() | flags)
     _echo_summary(generate_configs(input_dir, output_dir, cfg.configs, cfg.llm, cfg.runner), output_dir)
 
 
 @synth_app.command("score")
 @llm_options
+@engine_options
 def score(
     input_dir: InputDirOpt,
     output_dir: OutputDirOpt,
     llm: LLMFlags,
+    engine: EngineFlags,
     scorers: Annotated[
         str | None,
         typer.Option(
@@ -157,7 +165,8 @@ def score(
     from assay.synth.score import score_configs
 
     del seed  # the built-in scorers are deterministic; kept for the common command contract
-    cfg = _load(config, set_, llm.overrides() | {"score.scorers": comma_list(scorers), "score.judge_dir": judge_dir})
+    flags = {"score.scorers": comma_list(scorers), "score.judge_dir": judge_dir}
+    cfg = _load(config, set_, llm.overrides() | engine.overrides() | flags)
     _echo_summary(score_configs(input_dir, output_dir, cfg.score, cfg.llm, cfg.runner), output_dir)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from assay.cli.options import CheckpointOpt, ConfigOpt, DeviceOpt, JsonOpt, SetOpt
+from assay.cli.options import CheckpointOpt, ConfigOpt, DeviceOpt, JsonOpt, RayAddressOpt, SetOpt
 
 DEFAULT_SAMPLER_SHOWN = "ancestral"  # assay.generate.DEFAULT_SAMPLER (imports torch); a test keeps them equal
 
@@ -287,9 +287,15 @@ def produce(
         ),
     ] = None,
     device: DeviceOpt = None,
+    engine: Annotated[
+        Literal["local", "ray"],
+        typer.Option(help="local: worker processes here; ray: Ray tasks (pip install 'assay[ray]'; docs/scale.md)."),
+    ] = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Write training shards (masked-LM or synthetic) into a stream folder, per [stream] in the
     config. The synthetic provider's LM runs on --device. Re-run on the same folder to continue it.
+    The shards are the same bytes whatever --workers and --engine.
 
     Example:
 
@@ -315,7 +321,9 @@ def produce(
     where = resolve_device(device)
     with writing(target):
         maker = PROVIDERS[cfg.stream.provider]
-        summary = produce_stream(cfg, target, workers, shards, provider_class=maker, device=where)
+        summary = produce_stream(
+            cfg, target, workers, shards, provider_class=maker, device=where, engine=engine, ray_address=ray_address
+        )
     typer.echo(
         f"{summary['train_shards']} train and {summary['val_shards']} validation shards in {summary['out']} "
         f"({summary['seconds']:.0f} s)"

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import random
 import shutil
 import time
 from pathlib import Path
@@ -299,6 +301,7 @@ class CorrectStep(Step):
     """
 
     name = "correct"
+    not_shipped = ("rows",)  # a Ray actor gets its questions as the rows it processes
 
     def __init__(self, config: CorrectConfig, out_dir: Path, llm, runner):
         super().__init__(out_dir, runner, llm)
@@ -355,8 +358,33 @@ class CorrectStep(Step):
         )
         self.last_save = time.monotonic()
 
-    def jobs(self) -> list[Job]:
+    def start(self) -> None:
         self.engine.client = self.client
+
+    def refresh(self) -> None:
+        """Under Ray (docs/scale.md): choose arms with the policy the driver has learned from the
+        traces written so far, read from its state file whenever the driver has saved a newer one
+        (at most every SAVE_EVERY_S); this actor keeps its own random stream, seeded apart from the
+        other actors' so that their draws differ."""
+        try:
+            stamp = self.state_path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if not hasattr(self, "_state_seen"):  # the first batch of this actor
+            self._state_seen = None
+            if hasattr(self.policy, "rng"):
+                self.policy.rng = random.Random(os.urandom(16))
+        if stamp is None or stamp == self._state_seen:
+            return
+        from assay.correct.policy import load_policy
+
+        fresh = load_policy(self.state_path)
+        if hasattr(self.policy, "rng") and hasattr(fresh, "rng"):
+            fresh.rng = self.policy.rng
+        self._state_seen = stamp
+        self.policy = self.engine.policy = fresh
+
+    def jobs(self) -> list[Job]:
         return [Job(self.rows, self.traces_path, "correct")]
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:

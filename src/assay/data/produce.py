@@ -3,7 +3,9 @@
 The parent writes the tokenizer, the first validation shard and meta.json (so a consumer can
 start at once), then the workers make the other shards: worker w of W takes validation and
 training shards whose index is w mod W. Each worker uses one torch thread, so shards are
-byte-identical whatever the number of workers. A finite run (`--shards N`) ends when all N exist;
+byte-identical whatever the number of workers, and whoever runs them: processes of this machine
+(`engine="local"`) or Ray tasks anywhere in a cluster writing to one shared folder (`engine="ray"`,
+docs/scale.md). A finite run (`--shards N`) ends when all N exist;
 without it the producers keep the backlog full until interrupted. Re-running on the same folder
 with the same config continues where it stands; a different config is refused.
 
@@ -52,11 +54,15 @@ def produce_stream(
     should_stop=lambda: False,
     provider_class=MaskedLMProvider,
     device: str | torch.device = "cpu",
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> dict:
     """Make (or continue) the stream in `out` with `provider_class` (the one of `stream.provider`);
     returns a summary. `should_stop` ends an endless single-worker stream from another thread (the
     CLI stops with Ctrl-C instead). `device`: where a provider's model runs (the synthetic
-    provider's LM; see `assay.devices`), in every worker."""
+    provider's LM; see `assay.devices`), in every worker. `engine="ray"`: the workers are Ray tasks
+    (of a local instance, or of the cluster at `ray_address`), writing into `out`, which they must
+    all see."""
     out = Path(out)
     if provider_class.kind != cfg.stream.provider:
         raise ConfigError(
@@ -64,6 +70,12 @@ def produce_stream(
         )
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown engine {engine!r}: use local or ray")
+    if engine == "ray":
+        from assay.cluster import import_ray
+
+        import_ray()  # a missing extra is said before anything is written
     if shards is not None and shards < 1:
         raise ConfigError("--shards must be at least 1")
     fingerprint = _fingerprint(cfg)
@@ -105,7 +117,9 @@ def produce_stream(
                 }
                 | extra,
             )
-        if workers == 1:
+        if engine == "ray":
+            _run_ray(cfg, out, workers, shards, show, provider_class, str(device), ray_address)
+        elif workers == 1:
             _run_worker(provider, out, 0, 1, shards, cfg.stream, show, should_stop)
         else:
             _run_pool(cfg, out, workers, shards, show, provider_class, str(device))
@@ -144,11 +158,22 @@ def _run_worker(provider, out: Path, w: int, workers: int, shards, stream_cfg, s
 
 
 def _worker_main(
-    config_class, cfg_tree: dict[str, Any], out: str, w: int, workers: int, shards, provider_class, device: str
+    config_class,
+    cfg_tree: dict[str, Any],
+    out: str,
+    w: int,
+    workers: int,
+    shards,
+    provider_class,
+    device: str,
+    own_signals: bool = True,
 ) -> None:
-    import signal
+    """Producer w of `workers`: a process of the local pool (which leaves Ctrl-C to its parent), or
+    a Ray task (`own_signals=False`: Ray handles them)."""
+    if own_signals:
+        import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     torch.set_num_threads(1)
     cfg = validate(config_class, cfg_tree)
     provider, _, _ = provider_class.build(cfg, load_tokenizer(Path(out) / "tokenizer"), device=device)
@@ -184,3 +209,34 @@ def _run_pool(cfg, out: Path, workers: int, shards, show: bool, provider_class, 
     failed = [p.exitcode for p in procs if p.exitcode not in (0, -15, None)]
     if failed:
         raise AssayError(f"{len(failed)} producer worker(s) failed (exit codes {failed}); see the messages above")
+
+
+def _run_ray(
+    cfg, out: Path, workers: int, shards, show: bool, provider_class, device: str, address: str | None
+) -> None:
+    """The producers as Ray tasks (one CPU each), in a local instance or the cluster at `address`."""
+    from assay.cluster import ray_session
+
+    with ray_session(address) as ray:
+        task = ray.remote(num_cpus=1, max_retries=0)(_worker_main)
+        tree = to_dict(cfg)
+        pending = [
+            task.remote(type(cfg), tree, str(out), w, workers, shards, provider_class, device, False)
+            for w in range(workers)
+        ]
+        try:
+            with make_progress(show) as progress:
+                bar = progress.add_task(f"produce ({workers} Ray tasks)", total=shards, info="")
+                while pending:
+                    done, pending = ray.wait(pending, timeout=0.2)
+                    for ref in done:
+                        ray.get(ref)  # a task's error, raised here
+                    progress.update(bar, completed=len(list_shards(out / "train")))
+        except KeyboardInterrupt:
+            console.print(f"stopping {workers} Ray tasks; {len(list_shards(out / 'train'))} train shards in {out}")
+        except ray.exceptions.RayError as exc:
+            cause = " ".join(str(getattr(exc, "cause", None) or exc).split())[:300]
+            raise AssayError(f"a producer Ray task failed: {cause}") from None
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)

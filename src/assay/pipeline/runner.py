@@ -23,9 +23,10 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -50,6 +51,21 @@ class RunnerSettings(Section):
     ewma_alpha: float = Field(0.1, gt=0, le=1, description="Weight of the newest row in the error-rate EWMA.")
     min_rows: int = Field(8, ge=1, description="Rows finished before the monitor may abort.")
     progress: bool = True
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: asyncio on this machine; ray: a pool of Ray Data actors (pip install 'assay[ray]'; "
+        "docs/scale.md). The same output files either way.",
+    )
+    ray_address: str | None = Field(
+        None, description="The Ray cluster to join (auto, or ray://HOST:10001); None: start a local instance."
+    )
+    ray_actors: int = Field(2, ge=1, description="Ray actors; each holds its own LLM client, cache and scorers.")
+    ray_cpus: float | None = Field(
+        None, gt=0, description="CPUs reserved per Ray actor; None: 0.25 for LLM-bound steps, 1 for the others."
+    )
+    ray_batch_size: int | None = Field(
+        None, ge=1, description="Rows per batch handed to a Ray actor; None: twice `concurrency`."
+    )
 
 
 @dataclass
@@ -128,13 +144,49 @@ async def arun_rows(
 ) -> RunStats:
     """`run_rows` in a running event loop. `on_written(result)` runs after each result is written
     and flushed (e.g. to apply what a row taught only once the row is safely on disk)."""
+    todo, stats = plan_rows(rows, out_path, settings, description)
+    queue = iter(todo)
+    with RowSink(Path(out_path), settings, stats, description, on_written) as sink:
+        pending: dict[asyncio.Task, str] = {}
+
+        def launch() -> None:
+            while len(pending) < settings.concurrency:
+                row = next(queue, None)
+                if row is None:
+                    return
+                pending[asyncio.ensure_future(process(row))] = str(row["row_id"])
+
+        launch()
+        try:
+            while pending:
+                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    rid = pending.pop(task)
+                    if task.exception() is not None:
+                        sink.failed(rid, error_text(task.exception()))
+                    else:
+                        sink.written(rid, task.result())
+                launch()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+    return stats
+
+
+def plan_rows(
+    rows: Iterable[dict[str, Any]], out_path: str | Path, settings: RunnerSettings, description: str
+) -> tuple[list[dict[str, Any]], RunStats]:
+    """The rows a run still has to do, in input order: the guard against an existing output, the
+    --overwrite clean-up, the ids already written skipped (--resume), at most --limit rows. Every
+    input row needs a `row_id`, unique in the input."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    errors_path = out_path.with_name(out_path.stem + ".errors.jsonl")
     guard_outputs([out_path], settings)
     if settings.overwrite and not settings.resume:
         out_path.unlink(missing_ok=True)
-        errors_path.unlink(missing_ok=True)
+        errors_file(out_path).unlink(missing_ok=True)
     done = completed_ids(out_path) if settings.resume else set()
 
     stats = RunStats()
@@ -154,62 +206,80 @@ async def arun_rows(
         if settings.limit is not None and len(todo) >= settings.limit:
             break
     stats.total = len(todo)
+    return todo, stats
 
-    monitor = ErrorRateMonitor(settings.max_error_rate, settings.ewma_alpha, settings.min_rows)
-    start = time.perf_counter()
-    queue = iter(todo)
-    with (
-        open(out_path, "ab", buffering=0) as out,  # unbuffered: each row is one write, flushed
-        progress_bar(len(todo), description, enabled=settings.progress) as advance,
+
+def errors_file(out_path: Path) -> Path:
+    """Where the rows of `out_path` that failed are listed: `<out>.errors.jsonl`."""
+    return out_path.with_name(out_path.stem + ".errors.jsonl")
+
+
+def error_text(exc: BaseException) -> str:
+    """A row's error as one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class RowSink:
+    """Where the finished rows of a run go, whatever ran them (the asyncio runner here, the Ray
+    engine's actors): a result is appended to the output whole and flushed, then `on_written(result)`;
+    a failure goes to the errors file; both feed the error-rate monitor and the progress bar, and
+    `PipelineAborted` is raised when the monitor says so. Closing fsyncs the output."""
+
+    def __init__(
+        self,
+        out_path: Path,
+        settings: RunnerSettings,
+        stats: RunStats,
+        description: str,
+        on_written: Callable[[dict[str, Any]], None] | None = None,
     ):
-        pending: dict[asyncio.Task, str] = {}
+        self.out_path, self.settings, self.stats, self.description = out_path, settings, stats, description
+        self.errors_path = errors_file(out_path)
+        self.on_written = on_written
+        self.monitor = ErrorRateMonitor(settings.max_error_rate, settings.ewma_alpha, settings.min_rows)
 
-        def launch() -> None:
-            while len(pending) < settings.concurrency:
-                row = next(queue, None)
-                if row is None:
-                    return
-                pending[asyncio.ensure_future(process(row))] = str(row["row_id"])
+    def __enter__(self) -> RowSink:
+        self.start = time.perf_counter()
+        self._stack = ExitStack()
+        self.out = self._stack.enter_context(open(self.out_path, "ab", buffering=0))  # one write per row, unbuffered
+        self._stack.callback(lambda: os.fsync(self.out.fileno()))
+        self.advance = self._stack.enter_context(
+            progress_bar(self.stats.total, self.description, enabled=self.settings.progress)
+        )
+        return self
 
-        launch()
+    def __exit__(self, *exc) -> None:
         try:
-            while pending:
-                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    rid = pending.pop(task)
-                    failed = task.exception() is not None
-                    if failed:
-                        exc = task.exception()
-                        message = " ".join(str(exc).split()) or type(exc).__name__
-                        stats.failed += 1
-                        stats.errors.append(f"{rid}: {message}")
-                        with open(errors_path, "ab", buffering=0) as ef:
-                            append_line(ef, json.dumps({"row_id": rid, "error": message}), errors_path)
-                    else:
-                        result = task.result()
-                        result.setdefault("row_id", rid)
-                        append_line(out, json.dumps(result, ensure_ascii=False), out_path)
-                        stats.written += 1
-                        if on_written is not None:
-                            on_written(result)
-                    abort = monitor.update(failed)
-                    advance(1, info=f"{stats.failed} failed, err {monitor.rate:.2f}")
-                    if abort:
-                        raise PipelineAborted(
-                            f"{description}: error rate {monitor.rate:.2f} > {settings.max_error_rate} after "
-                            f"{monitor.seen} rows ({stats.written} written to {out_path}, resumable with --resume); "
-                            f"last error: {stats.errors[-1]}"
-                        )
-                launch()
+            self._stack.__exit__(*exc)
         finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            os.fsync(out.fileno())
-    stats.error_rate = monitor.rate
-    stats.seconds = time.perf_counter() - start
-    return stats
+            self.stats.error_rate = self.monitor.rate
+            self.stats.seconds = time.perf_counter() - self.start
+
+    def written(self, rid: str, result: dict[str, Any]) -> None:
+        result.setdefault("row_id", rid)
+        append_line(self.out, json.dumps(result, ensure_ascii=False), self.out_path)
+        self.stats.written += 1
+        if self.on_written is not None:
+            self.on_written(result)
+        self._count(False)
+
+    def failed(self, rid: str, message: str) -> None:
+        self.stats.failed += 1
+        self.stats.errors.append(f"{rid}: {message}")
+        with open(self.errors_path, "ab", buffering=0) as ef:
+            append_line(ef, json.dumps({"row_id": rid, "error": message}), self.errors_path)
+        self._count(True)
+
+    def _count(self, failed: bool) -> None:
+        monitor, stats = self.monitor, self.stats
+        abort = monitor.update(failed)
+        self.advance(1, info=f"{stats.failed} failed, err {monitor.rate:.2f}")
+        if abort:
+            raise PipelineAborted(
+                f"{self.description}: error rate {monitor.rate:.2f} > {self.settings.max_error_rate} after "
+                f"{monitor.seen} rows ({stats.written} written to {self.out_path}, resumable with --resume); "
+                f"last error: {stats.errors[-1]}"
+            )
 
 
 def append_line(f, line: str, path: Path) -> None:

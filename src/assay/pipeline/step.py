@@ -9,10 +9,16 @@ function -- and `run_step` does the rest, always in this order:
     2. `Step.setup()` (build scorers, load a policy, read or check the inputs: what may fail on bad
        input fails here, before anything is written)
     3. write `run_config.json`: the step's non-secret settings
-    4. open one LLM client (when the step has LLM settings) and run every job through the row
-       runner (`runner.arun_rows`: concurrency, resume, errors file, error-rate monitor, progress)
+    4. open one LLM client (when the step has LLM settings), `Step.start()`, and run every job
+       through the row runner (`runner.arun_rows`: concurrency, resume, errors file, error-rate
+       monitor, progress)
     5. close the client and the step's resources, then `Step.finish()` builds the summary, which
        gets the runner's figures per job and the LLM usage of this run
+
+With `runner.engine = "ray"` step 4 runs in a pool of Ray actors instead (`ray_engine.py`): each
+gets a copy of the step after `setup()` (less its `not_shipped` attributes), opens its own client
+and calls `start()`; the rows come back to this process, which writes them exactly as the local
+runner does (`runner.RowSink`), so `written()`, `close()` and `finish()` run here either way.
 
     class Vibes(Step):
         name = "vibes"
@@ -31,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from assay.errors import DataError
+from assay.errors import ConfigError, DataError
 from assay.io import JSONL_MAX, atomic_write_text, check_size, jsonl_rows, read_jsonl, writing
 from assay.pipeline.runner import RunnerSettings, RunStats, arun_rows, guard_outputs
+from assay.pipeline.usage import usage_delta
 
 
 @dataclass
@@ -49,6 +56,9 @@ class Step:
     """The parts of a pipeline step that are its own; see the module docstring for the order."""
 
     name: ClassVar[str]
+    # Attributes a Ray actor does not need (the driver's input rows) or builds itself in `start()`
+    # (scorers with models): left out of the copy of the step sent to each actor.
+    not_shipped: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, out_dir: str | Path, runner: RunnerSettings, llm=None):
         self.out_dir = Path(out_dir)
@@ -79,6 +89,19 @@ class Step:
     def jobs(self) -> list[Job]:
         raise NotImplementedError
 
+    def start(self) -> None:
+        """In the process that runs the rows, once `self.client` is open: here after `setup()`, under
+        Ray in each actor (on a copy of the step without its `not_shipped` attributes)."""
+
+    def clients(self) -> list[Any]:
+        """The LLM clients the rows use: the step's own, and any its parts opened (a judging
+        scorer's). Under Ray each actor makes their caches durable after every batch."""
+        return [self.client] if self.client is not None else []
+
+    def refresh(self) -> None:
+        """Under Ray, in each actor before each batch of rows (e.g. to read the policy the driver has
+        learned since); nothing locally."""
+
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         """The per-row function: one input row -> one output row."""
         raise NotImplementedError
@@ -92,6 +115,15 @@ class Step:
     def finish(self, stats: dict[str, RunStats]) -> dict[str, Any]:
         """The summary, from the runner's figures per job (keyed by description)."""
         return {"run": {name: s.to_dict() for name, s in stats.items()}}
+
+    def ray_cpus(self) -> float:
+        """CPUs a Ray actor of this step reserves when `runner.ray_cpus` is not set: a quarter for
+        a step that mostly waits on its LLM, one for a step that computes (scorers)."""
+        return 0.25 if self.llm is not None else 1.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The copy a Ray actor gets: no client (each actor opens its own), `not_shipped` set to None."""
+        return self.__dict__ | dict.fromkeys(("client", *self.not_shipped))
 
 
 class SplitFilesStep(Step):
@@ -132,6 +164,13 @@ def run_step(step: Step) -> dict[str, Any]:
 async def arun_step(step: Step, client=None) -> dict[str, Any]:
     """Run a step in a running event loop. `client`: an open LLM client to share (e.g. between the
     policies of `assay correct compare`); the usage the summary reports is then this step's part."""
+    ray = step.runner.engine == "ray"
+    if ray and client is not None:
+        raise ConfigError(f"{step.name}: the ray engine runs one step on its own: use runner.engine = local here")
+    if ray:
+        from assay.cluster import import_ray
+
+        import_ray()  # a missing extra is said before anything is written
     guard_outputs(step.outputs(), step.runner)
     if step.runner.overwrite and not step.runner.resume:
         for path in step.stale_files():
@@ -142,6 +181,17 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
         sections["llm"] = step.llm.public_dict()
     sections["runner"] = step.runner.model_dump()
     write_run_config(step.out_dir, step.name, sections, step.run_info())
+    if ray:
+        from assay.pipeline.ray_engine import run_jobs
+
+        try:
+            stats, usage = run_jobs(step)
+        finally:
+            await step.close()
+        summary = step.finish(stats)
+        if usage is not None:
+            summary["usage"] = usage
+        return summary
 
     own = client is None and step.llm is not None
     if own:
@@ -149,6 +199,7 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
 
         client = LLMClient(step.llm)
     step.client = client
+    step.start()
     before = client.usage.summary() if client is not None else None
     stats: dict[str, RunStats] = {}
     try:
@@ -166,21 +217,6 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
     if client is not None:
         summary["usage"] = usage_delta(before, client.usage.summary())
     return summary
-
-
-def usage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """`after - before` for every number of a usage summary (nested per model), rounded like it."""
-    out: dict[str, Any] = {}
-    for key, value in after.items():
-        old = before.get(key)
-        if isinstance(value, dict):
-            out[key] = usage_delta(old if isinstance(old, dict) else {}, value)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            delta = value - (old if isinstance(old, (int, float)) else 0)
-            out[key] = round(delta, 8) if isinstance(delta, float) else delta
-        else:
-            out[key] = value
-    return out
 
 
 def split_files(input_dir: str | Path, splits: list[str], made_by: str) -> list[Path]:

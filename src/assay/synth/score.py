@@ -113,6 +113,7 @@ class ScoreStep(SplitFilesStep):
 
     name = "score"
     made_by = "assay synth configs"
+    not_shipped = ("scorers",)  # a Ray actor builds its own (`start`)
 
     def __init__(self, input_dir: Path, out_dir: Path, config: ScoreConfig, llm, runner):
         super().__init__(input_dir, out_dir, config.splits, runner)
@@ -126,6 +127,13 @@ class ScoreStep(SplitFilesStep):
     def setup(self) -> None:
         super().setup()
         self.scorers = build_scorers(self.config, self.llm_settings)
+
+    def start(self) -> None:
+        if not self.scorers:  # a Ray actor's copy of the step
+            self.scorers = build_scorers(self.config, self.llm_settings)
+
+    def clients(self) -> list[Any]:
+        return [s.client for s in self.scorers if getattr(s, "client", None) is not None]
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         return await score_row(row, self.scorers, self.config.vibe_field)

@@ -199,6 +199,7 @@ class VibesStep(Step):
     """Extraction: one structured LLM call per input text, written to `OUT/_progress.jsonl`."""
 
     name = "vibes"
+    not_shipped = ("rows",)  # the input texts go to Ray actors as the rows they process, not twice
 
     def __init__(self, input_dir: Path, out_dir: Path, config: VibesConfig, llm, runner):
         super().__init__(out_dir, runner, llm)

@@ -60,6 +60,7 @@ def save_checkpoint(
     directory: str | Path,
     *,
     model: Transformer,
+    weights: dict[str, torch.Tensor] | None = None,
     config: TrainingConfig,
     tokenizer: Tokenizer,
     state: dict[str, Any],
@@ -69,7 +70,8 @@ def save_checkpoint(
     training_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write a checkpoint directory atomically. Under DDP every rank calls this (collectively):
-    rank 0 writes the shared files, every rank its own RNG state.
+    rank 0 writes the shared files, every rank its own RNG state. `weights`: the model's whole
+    weights when `model` holds only shards of them (FSDP; rank 0's are written), else None.
 
     The files go into a fresh temporary folder, are fsynced, and the folder is swapped into place
     (`replace_directory`). If any rank fails to write (a full disk), the temporary folder is
@@ -85,7 +87,7 @@ def save_checkpoint(
         if rank_state is not None:
             save_tree(tmp / f"rank{rank}", rank_state)
         if is_main:
-            save_model(model, str(tmp / "model.safetensors"), metadata={"format": f"assay-{FORMAT}"})
+            _save_weights(tmp / "model.safetensors", model, weights)
             atomic_write_json(tmp / "config.json", to_dict(config))
             tokenizer.save(tmp / "tokenizer")
             if optimizer is not None:
@@ -112,6 +114,26 @@ def save_checkpoint(
         )
         raise CheckpointError(f"cannot write the checkpoint {directory} ({reason}); the previous one is kept")
     _barrier(dist)
+
+
+def _save_weights(path: Path, model: Transformer, weights: dict[str, torch.Tensor] | None) -> None:
+    """model.safetensors: the model's tensors, or the whole `weights` gathered from its shards, in
+    the same layout: a tied tensor is stored once, under its first name in sorted order, and the
+    metadata maps each other name to it (as safetensors' save_model does)."""
+    metadata = {"format": f"assay-{FORMAT}"}
+    if weights is None:
+        save_model(model, str(path), metadata=metadata)
+        return
+    tied: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(param), []).append(name)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
+    for names in tied.values():
+        kept, *others = sorted(names)
+        for other in others:
+            tensors.pop(other, None)
+            metadata[other] = kept
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def _barrier(dist) -> None:

@@ -57,6 +57,11 @@ class TrainConfig(Section):
         None, gt=0.0, lt=1.0, description="EMA of the weights (e.g. 0.999), used to evaluate and saved; none = off."
     )
     compile: bool = Field(False, description="torch.compile the model; falls back to eager with a warning if it fails.")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="Under torchrun: ddp copies the model to every process; fsdp shards its weights, gradients "
+        "and AdamW state (FSDP2). One process trains the plain model with either.",
+    )
     plot: bool = Field(True, description="Draw loss.png beside metrics.jsonl at the end of the run.")
     unfreeze_at_iter: int | None = Field(
         None, ge=0, description="With model.freeze_transformer: train the whole model from this step on."
@@ -75,6 +80,8 @@ class TrainConfig(Section):
     def _check(self) -> TrainConfig:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.parallel == "fsdp" and self.compile:
+            raise ValueError("compile is not supported with parallel = fsdp: set compile = false or parallel = ddp")
         return self
 
 

@@ -10,7 +10,7 @@ own weights go to `training.safetensors`, for an exact resume.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -24,6 +24,12 @@ class EMA:
         self.params = list(model.parameters())  # tied weights once
         self.shadow = [p.detach().clone() for p in self.params]
         self.updates = 0
+
+    def follow(self, model: torch.nn.Module, layout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        """Track `model`'s parameters after they were replaced by new ones (FSDP shards them), the
+        shadow laid out like them: `layout(shadow, new_param)`."""
+        self.params = list(model.parameters())
+        self.shadow = [layout(s, p) for s, p in zip(self.shadow, self.params, strict=True)]
 
     @torch.no_grad()
     def update(self) -> None:

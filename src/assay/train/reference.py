@@ -264,6 +264,7 @@ def config_summary(cfg: TrainingConfig) -> list[str]:
     start = f"; starts from {m.init_from}" if m.init_from else ""
     schedule = f"lr {t.lr:g} -> {t.min_lr:g}, warmup {t.warmup_iters}"
     extras = [t.dtype] + (["compiled"] if t.compile else []) + ([f"EMA {t.ema_decay:g}"] if t.ema_decay else [])
+    extras += ["fsdp under torchrun"] if t.parallel == "fsdp" else []
     return [
         f"objective  {cfg.objective} ({head}, {m.attention} attention)",
         f"model      {m.n_layer} layers x {m.n_head} heads x {m.n_embd} wide, {d.block_size} tokens per block{start}",

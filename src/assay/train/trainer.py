@@ -44,6 +44,7 @@ from assay.train.ema import EMA
 from assay.train.lm_tasks import CORE_TASKS
 from assay.train.metrics import MetricsLog, plot_loss_curve
 from assay.train.optim import add_trainable, build_optimizer, lr_at
+from assay.train.parallel import parallel_for
 from assay.train.task import TaskTable, task_for
 
 
@@ -125,6 +126,7 @@ class Trainer:
         self.task_cls = resume.task if resume else task_for(cfg.objective, tasks)
         self.out = Path(cfg.run.out_dir)
         self.device = resolve_device(cfg.run.device, dist.local_rank)
+        self.parallel = parallel_for(cfg.train.parallel, dist, self.device)  # ddp or fsdp (train/parallel.py)
         self._stop = False
         self._signal = "Ctrl-C"
 
@@ -197,6 +199,7 @@ class Trainer:
             self.model = self.task_cls.build_model(cfg).to(self.device)
         if cfg.model.init_from and not self.resume:
             self._init_from(cfg.model.init_from)
+        self.parallel.synchronise(self.model)  # rank 0's weights everywhere, before the EMA copies them
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay else None
         if self.resume:
             self.resume.load_training_weights(self.model)  # the optimizer's own weights, if EMA was on
@@ -210,6 +213,10 @@ class Trainer:
         # feature extraction first (frozen trunk), then fine-tuning from train.unfreeze_at_iter
         if cfg.model.freeze_transformer:
             self.model.freeze_trunk()
+        # FSDP replaces the parameters by their shards: the optimizer and the EMA follow those
+        self.model = self.parallel.shard(self.model)
+        if self.ema is not None:
+            self.ema.follow(self.model, self.parallel.like_param)
         self.optimizer = build_optimizer(self.model, cfg.train)
         # A checkpoint saved at iteration train.unfreeze_at_iter is still frozen (the loop unfreezes
         # at the top of the next iteration): its optimizer state has the head's groups only.
@@ -218,7 +225,7 @@ class Trainer:
             self._unfreeze()
         if self.resume:
             state = self.resume.state
-            self.resume.load_optimizer(self.optimizer)
+            self.parallel.load_optimizer(self.resume, self.model, self.optimizer)
             self.task.load_state_dict(state["task"])
             rank_state = self.resume.rank_state(self.dist.rank)
             torch.set_rng_state(rank_state["torch_rng"])
@@ -234,13 +241,9 @@ class Trainer:
             self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=self.iter if self.resume else None)
 
     def _wrap(self) -> None:
-        """The module the training step calls: DDP around the model under torchrun, compiled if asked."""
-        self.step_model = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.step_model = DistributedDataParallel(self.model, device_ids=ids)
+        """The module the training step calls: DDP around the model under torchrun (FSDP: the
+        sharded model itself), compiled if asked."""
+        self.step_model = self.parallel.wrap(self.model)
         if self.cfg.train.compile:
             self.step_model = self._compile(self.step_model)
 
@@ -394,7 +397,7 @@ class Trainer:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in self.task.train_batch().items()}
             self._data_seconds += time.perf_counter() - waited
             last = micro == tc.grad_accum - 1
-            sync = nullcontext() if last or not self.dist.enabled else self.step_model.no_sync()
+            sync = nullcontext() if last else self.parallel.no_sync(self.step_model)
             with sync:
                 with self._autocast():
                     loss = self.task.loss(self.step_model, batch)
@@ -403,7 +406,7 @@ class Trainer:
         norm = (
             math.nan
             if tc.grad_clip is None
-            else float(torch.nn.utils.clip_grad_norm_(self.model.trainable_parameters(), tc.grad_clip))
+            else self.parallel.clip_grad_norm(self.model.trainable_parameters(), tc.grad_clip)
         )
         bad = not math.isfinite(total) or (tc.grad_clip is not None and not math.isfinite(norm))
         if self.dist.any(bad):  # before the optimizer step: the weights stay finite
@@ -418,7 +421,13 @@ class Trainer:
         self.model.eval()
         # evaluation must not consume the training RNG (resume would then diverge)
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), self._autocast(), self._ema_applied():
+        # FSDP: the whole (EMA) weights gathered on every rank, evaluated without collectives
+        rng, ema, whole = (
+            torch.random.fork_rng(devices=devices),
+            self._ema_applied(),
+            self.parallel.gathered(self.model),
+        )
+        with rng, self._autocast(), ema, whole:
             metrics = self.task.evaluate(self.model, final=final)
         self.model.train()
         if self.dist.any(not math.isfinite(metrics["val_loss"])):
@@ -487,16 +496,19 @@ class Trainer:
         self._config_written = True
 
     def _save_checkpoint(self, name: str, state, rank_state, training_weights) -> None:
+        # FSDP: the whole weights and AdamW state, gathered to rank 0 (collectively)
+        weights, optimizer = self.parallel.full_state(self.model, self.optimizer)
         save_checkpoint(
             self.out / name,
             model=self.model,
+            weights=weights,
             config=self.cfg,
             tokenizer=self.tokenizer,
             state=state,
-            optimizer=self.optimizer,
+            optimizer=optimizer,
             rank_state=rank_state,
             dist=self.dist,
-            training_weights=training_weights,
+            training_weights=self.parallel.full_tensors(training_weights),
         )
 
     def _ema_applied(self):
