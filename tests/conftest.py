@@ -67,6 +67,30 @@ def one_error(code: int, err: str) -> str:
     return lines[-1]
 
 
+def kill_and_resume(cmd: list[str], target: Path, at_least: int, total: int, timeout: float = 120):
+    """Run `cmd` (a `python -m assay ...` command line) in a process, kill it with SIGKILL once
+    `target` holds `at_least` lines, check it died mid-way (fewer than `total` lines), then run it
+    again with --resume. Returns (the lines written before the kill, the resumed run)."""
+    import signal
+    import subprocess
+    import time
+
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if target.exists() and len(target.read_text().splitlines()) >= at_least:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = len(target.read_text().splitlines()) if target.exists() else 0
+    assert at_least <= first < total, f"the run was not killed mid-way ({first} of {total} lines)"
+    again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=2 * timeout)
+    assert again.returncode == 0, again.stderr
+    return first, again
+
+
 def toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -4,15 +4,11 @@ and the saved policy holds exactly the updates of the traces in the file."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 from assay.correct.policy import ThompsonPolicy
 from assay.llm.testserver import ScriptedServer
+from tests.conftest import kill_and_resume
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 
 
@@ -24,20 +20,8 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
         cmd = [sys.executable, "-m", "assay", "correct", "run", "--dataset", "gsm8k", "--data", str(data)]
         cmd += ["--out", str(out), "--policy", "thompson", "--max-turns", "2", "--no-progress"]
         cmd += ["--model", "openai/scripted", "--api-base", srv.base_url, "--max-concurrency", "2"]
-        env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         target = out / "traces.jsonl"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if target.exists() and len(target.read_text().splitlines()) >= 6:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        first = len(target.read_text().splitlines())
-        assert 6 <= first < N_HEDGED, "the run was not killed mid-way"
-        again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0, again.stderr
+        first, _ = kill_and_resume(cmd, target, at_least=6, total=N_HEDGED, timeout=90)
     traces = [json.loads(line) for line in target.read_text().splitlines()]
     ids = [t["row_id"] for t in traces]
     assert len(ids) == len(set(ids)) == N_HEDGED  # 0 lost, 0 duplicated

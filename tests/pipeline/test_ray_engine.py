@@ -6,17 +6,13 @@ state holds exactly the updates of the traces written."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from assay.llm.testserver import ScriptedServer
-from tests.conftest import RAY_INSTALLED, one_error, run_cli
+from tests.conftest import RAY_INSTALLED, kill_and_resume, one_error, run_cli
 from tests.correct.correct_server import N_HEDGED, hedged_lines, hedged_respond
 from tests.synth.synth_server import responder
 
@@ -149,20 +145,8 @@ def test_killed_ray_driver_resumes_with_nothing_lost_or_duplicated(tmp_path):
         cmd = [sys.executable, "-m", "assay", "synth", "configs", "--input-dir", str(vibes), "--out", str(out)]
         cmd += ["--model", "openai/scripted", "--api-base", srv.base_url, "--num-candidates", "1"]
         cmd += ["--max-concurrency", "2", "--set", "configs.splits=[TEST]", "--set", "runner.progress=false", *RAY]
-        env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         target = out / "TEST.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if target.exists() and len(target.read_text().splitlines()) >= 10:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        first = len(target.read_text().splitlines())
-        assert 10 <= first < len(want), f"the run was not killed mid-way ({first} rows)"
-        again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=180)
-        assert again.returncode == 0, again.stderr
+        first, again = kill_and_resume(cmd, target, at_least=10, total=len(want))
     ids = [r["row_id"] for r in rows(target)]
     assert sorted(ids) == [r["row_id"] for r in want]  # 0 lost, 0 duplicated
     assert again.stdout.startswith("{"), again.stdout[:500]  # nothing of Ray's before the summary

@@ -5,6 +5,7 @@ import pytest
 
 from assay.errors import AssayError, DataError
 from assay.pipeline.runner import ErrorRateMonitor, PipelineAborted, RunnerSettings, completed_ids, run_rows
+from assay.pipeline.step import Step
 
 
 def rows(n):
@@ -139,3 +140,24 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     path.write_text('{"a": 1}\n{"a": \n')
     with pytest.raises(DataError, match=r"in.jsonl line 2 is not valid JSON"):
         list(read_jsonl(path))
+
+
+class Remote(Step):
+    name = "remote"
+    not_shipped = ("rows",)
+
+
+def test_what_a_ray_actor_of_a_step_gets(tmp_path):
+    """The copy of a step sent to a Ray actor has no client and none of its `not_shipped` state, and
+    reserves a quarter CPU when it waits on a remote LLM, a whole one when it computes."""
+    import pickle
+
+    from assay.llm import LLMSettings
+
+    step = Remote(tmp_path, RunnerSettings(), LLMSettings(model="openai/x", api_base="http://127.0.0.1:9/v1"))
+    step.rows, step.client, step.kept = [{"row_id": 1}] * 3, object(), "config"
+    copy = pickle.loads(pickle.dumps(step))
+    assert (copy.rows, copy.client, copy.kept) == (None, None, "config") and step.rows  # the driver's stays
+    assert step.ray_cpus() == 0.25
+    assert Remote(tmp_path, RunnerSettings(), LLMSettings(model="local/smollm2")).ray_cpus() == 1.0
+    assert Remote(tmp_path, RunnerSettings()).ray_cpus() == 1.0  # no LLM: a scorer-bound step

@@ -2,17 +2,14 @@
 kill-and-resume of a real `assay synth configs` process."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from assay.cli.main import main
 from assay.llm.testserver import ScriptedServer
+from tests.conftest import kill_and_resume
 from tests.synth.synth_server import responder
 
 SPLITS = ("TEST", "SFT-Val", "GRPO", "SFT-Train")
@@ -206,20 +203,8 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
             "--set",
             "configs.splits=[TEST]",
         ]
-        env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         target = out / "TEST.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if target.exists() and len(target.read_text().splitlines()) >= 8:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        first = len(target.read_text().splitlines())
-        assert 8 <= first < 40, "the run was not killed mid-way"
-        again = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0, again.stderr
+        kill_and_resume(cmd, target, at_least=8, total=40, timeout=60)
     ids = [r["row_id"] for r in read(target)]
     assert sorted(ids) == [r["row_id"] for r in rows]  # 0 lost, 0 duplicated
 

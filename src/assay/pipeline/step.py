@@ -118,8 +118,13 @@ class Step:
 
     def ray_cpus(self) -> float:
         """CPUs a Ray actor of this step reserves when `runner.ray_cpus` is not set: a quarter for
-        a step that mostly waits on its LLM, one for a step that computes (scorers)."""
-        return 0.25 if self.llm is not None else 1.0
+        a step that mostly waits on a remote LLM, one for a step that computes (scorers, or a local
+        model that each actor loads and runs)."""
+        if self.llm is None:
+            return 1.0
+        from assay.llm.settings import backend_kind
+
+        return 1.0 if backend_kind(self.llm.model, self.llm.api_base) == "local" else 0.25
 
     def __getstate__(self) -> dict[str, Any]:
         """The copy a Ray actor gets: no client (each actor opens its own), `not_shipped` set to None."""
