@@ -13,11 +13,13 @@ import typer
 from assay.cli.options import (
     ConfigOpt,
     EngineFlags,
+    JsonOpt,
     LLMFlags,
     ProgressOpt,
     SeedOpt,
     SetOpt,
     comma_list,
+    echo_json,
     engine_options,
     llm_options,
     load_with_flags,
@@ -92,7 +94,9 @@ def run_cmd(
     policy: Annotated[
         str | None,
         typer.Option(
-            "--policy", metavar="NAME", help="thompson, epsilon, never, fixed or random.  [default: thompson]"
+            "--policy",
+            metavar="NAME",
+            help="thompson, shared, epsilon, never, fixed or random.  [default: thompson]",
         ),
     ] = None,
     template: Annotated[
@@ -168,6 +172,58 @@ def compare_cmd(
     rows = run_compare(cfg, out)
     typer.echo(format_compare(rows))
     typer.echo(f"output in {out} (compare.md, compare.json, compare.png, <policy>/)")
+
+
+@correct_app.command("simulate")
+def simulate_cmd(
+    traces: Annotated[
+        list[Path] | None, typer.Argument(help="traces.jsonl files to estimate the rates from.", show_default=False)
+    ] = None,
+    rates: Annotated[
+        Path | None, typer.Option("--rates", metavar="FILE", help="A TOML file of rates (instead of traces).")
+    ] = None,
+    policies: Annotated[
+        str | None,
+        typer.Option(
+            "--policies",
+            metavar="LIST",
+            help="Comma list of never, fixed:ARM, fixed:* (every arm), random, epsilon, thompson, shared.  "
+            "[default: never,fixed:*,random,epsilon,thompson,shared]",
+        ),
+    ] = None,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes per run.")] = 300,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Runs per policy, each with its own seed.")] = 20,
+    max_turns: Annotated[
+        int | None, typer.Option("--max-turns", min=1, help="Reprompts at most.  [default: the traces' or the file's]")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the result as JSON.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run policies on simulated episodes, with rates estimated from traces or given in a TOML file; print
+    each policy's reward per episode beside the best fixed policy's (docs/correct.md).
+
+    Example:
+
+    \b
+        assay correct simulate runs/cmp/*/traces.jsonl --episodes 300 --seeds 20
+    """
+    from assay.correct.simulate import compare, format_compare, rates_from_toml, rates_from_traces
+    from assay.errors import ConfigError
+    from assay.io import atomic_write_json
+
+    if bool(traces) == (rates is not None):
+        raise ConfigError("give traces.jsonl files or --rates FILE (one of the two)")
+    model = rates_from_toml(rates) if rates is not None else rates_from_traces(list(traces))
+    if max_turns is not None:
+        model.max_turns = max_turns
+    names = comma_list(policies) or ["never", "fixed:*", "random", "epsilon", "thompson", "shared"]
+    result = compare(model, names, episodes, seeds)
+    if out is not None:
+        atomic_write_json(out, result)
+    if as_json:
+        echo_json(result)
+    else:
+        typer.echo(format_compare(result))
 
 
 @correct_app.command("train-classifier")

@@ -21,10 +21,11 @@ from assay.config import Section
 from assay.llm.settings import LLMSettings
 from assay.pipeline.runner import RunnerSettings
 
-PolicyName = Literal["thompson", "epsilon", "never", "fixed", "random"]
+PolicyName = Literal["thompson", "shared", "epsilon", "never", "fixed", "random"]
 # config name -> Policy.kind
 POLICY_KINDS = {
     "thompson": "thompson",
+    "shared": "shared",
     "epsilon": "epsilon_greedy",
     "never": "never",
     "fixed": "fixed",
@@ -40,7 +41,7 @@ class CorrectConfig(Section):
     dataset: Literal["gsm8k", "hotpotqa", "boolq", "csv", "jsonl"] = "gsm8k"
     data: Path | None = Field(None, description="Question file; None: the shipped sample (gsm8k/hotpotqa/boolq).")
     checker: str | None = Field(None, description="Checker spec (gsm8k, hotpotqa, boolq, exact, file.py:fn).")
-    policy: PolicyName = Field("thompson", description="thompson, epsilon, never (or none), fixed, random.")
+    policy: PolicyName = Field("thompson", description="thompson, shared, epsilon, never (or none), fixed, random.")
     template: str | None = Field(None, description="Template id for policy = fixed.")
     templates: Path | None = Field(None, description="Template library TOML; None: the shipped one.")
     max_turns: int = Field(3, ge=0, le=20, description="Reprompts per question at most.")

@@ -203,6 +203,7 @@ def make_policy(config: CorrectConfig, template_ids: list[str], state_path: Path
         FixedPolicy,
         NeverRepromptPolicy,
         RandomPolicy,
+        SharedThompsonPolicy,
         ThompsonPolicy,
         load_policy,
         make_arms,
@@ -227,6 +228,8 @@ def make_policy(config: CorrectConfig, template_ids: list[str], state_path: Path
     arms = make_arms(template_ids)
     if config.policy == "thompson":
         return ThompsonPolicy(arms, rng=config.seed)
+    if config.policy == "shared":
+        return SharedThompsonPolicy(arms, rng=config.seed)
     if config.policy == "epsilon":
         return EpsilonGreedyPolicy(arms, rng=config.seed)
     if config.policy == "random":

@@ -420,8 +420,175 @@ class RandomPolicy(_Random):
         return self.rng.choice(self.arms)
 
 
+class SharedThompsonPolicy(_Random):
+    """Thompson sampling whose (context, arm) posteriors share strength across contexts: hierarchical
+    Beta priors, context <- failure mode <- global (docs/correct.md, "Sharing strength").
+
+    Per arm, the fractional successes S = sum of p (p = (r + 1) / 2 of each reward r, as in
+    `ThompsonPolicy`) and the count N are kept at three levels: the context ('mode|confidence|turn'),
+    its failure mode, and all contexts. Each level's posterior mean is the prior mean of the level
+    below, worth `strength` observations:
+
+        m_global = (prior_alpha + S_global) / (prior_alpha + prior_beta + N_global)
+        m_mode   = (strength * m_global + S_mode) / (strength + N_mode)
+        draw     ~ Beta(strength * m_mode + S_ctx, strength * (1 - m_mode) + N_ctx - S_ctx)
+
+    so a context seen once borrows what its failure mode, and then every context, taught the arm.
+
+    STOP: its reward is 0 by definition, so by default (`sample_stop=False`) it is not sampled but
+    valued at exactly p = 1/2; the reprompt arms' prior mean, prior_alpha / (prior_alpha +
+    prior_beta) = 0.45 by default (an expected reward of -0.1: a reprompt costs tokens and can break a
+    right answer), starts them a little below stopping.
+
+    Pruning (`prune_after` updates at least; None: never): an arm whose 95% upper bound on p is
+    below another arm's lower bound (STOP's is 1/2) over all contexts and in every failure mode where
+    it was tried as often is no longer chosen: the data rules it out.
+
+    With strength = 0, sample_stop = True and prune_after = None there is no sharing and this is
+    `ThompsonPolicy` exactly (the same draws from the same generator).
+    """
+
+    kind = "shared"
+    learns = True
+
+    def __init__(
+        self,
+        arms: tuple[str, ...] | list[str],
+        rng: random.Random | int | None = None,
+        strength: float = 4.0,
+        prior_alpha: float = 0.9,
+        prior_beta: float = 1.1,
+        sample_stop: bool = False,
+        prune_after: int | None = 10,
+    ):
+        super().__init__(arms, rng)
+        if prior_alpha <= 0 or prior_beta <= 0 or strength < 0:
+            raise AssayError(
+                f"need prior_alpha, prior_beta > 0 and strength >= 0 (got {prior_alpha}, {prior_beta}, {strength})"
+            )
+        if prune_after is not None and prune_after < 1:
+            raise AssayError(f"prune_after must be >= 1 or None, got {prune_after}")
+        self.strength, self.prior_alpha, self.prior_beta = float(strength), float(prior_alpha), float(prior_beta)
+        self.sample_stop, self.prune_after = bool(sample_stop), prune_after
+        # level ("ctx", "mode", "global") -> key -> arm -> [S, N]
+        self.stats: dict[str, dict[str, dict[str, list[float]]]] = {"ctx": {}, "mode": {}, "global": {}}
+
+    def _sn(self, level: str, key: str, arm: str) -> tuple[float, float]:
+        row = self.stats[level].get(key, {}).get(arm)
+        return (0.0, 0.0) if row is None else (row[0], row[1])
+
+    def params(self, context: Context | str, arm: str) -> tuple[float, float]:
+        """(alpha, beta) of the Beta posterior of one (context, arm)."""
+        self._check_arm(arm)
+        key = _key(context)
+        s, n = self._sn("ctx", key, arm)
+        if self.strength == 0:
+            return self.prior_alpha + s, self.prior_beta + n - s
+        mode = key.split("|", 1)[0]
+        sg, ng = self._sn("global", "", arm)
+        m = (self.prior_alpha + sg) / (self.prior_alpha + self.prior_beta + ng)
+        sm, nm = self._sn("mode", mode, arm)
+        m = (self.strength * m + sm) / (self.strength + nm)
+        return self.strength * m + s, self.strength * (1 - m) + n - s
+
+    def expected_reward(self, context: Context | str, arm: str) -> float:
+        if arm == STOP and not self.sample_stop:
+            return STOP_REWARD
+        a, b = self.params(context, arm)
+        return 2.0 * a / (a + b) - 1.0
+
+    def best_arm(self, context: Context | str) -> str:
+        """The arm with the highest posterior mean (no sampling): for evaluation."""
+        return max(self.live_arms(), key=lambda arm: self.expected_reward(context, arm))
+
+    def _bounds(self, level: str, key: str, arm: str) -> tuple[float, float, float]:
+        """(count, lower, upper) 95% bounds on p of `arm` at one level (STOP: exactly 1/2)."""
+        if arm == STOP and not self.sample_stop:
+            return math.inf, 0.5, 0.5
+        s, n = self._sn(level, key, arm)
+        a, b = self.prior_alpha + s, self.prior_beta + n - s
+        mean = a / (a + b)
+        half = 1.96 * math.sqrt(mean * (1 - mean) / (a + b + 1))
+        return n, mean - half, mean + half
+
+    def pruned(self, arm: str) -> bool:
+        """Whether the data rules `arm` out: tried at least `prune_after` times, and its upper bound
+        on p below the best lower bound of another arm (STOP: 1/2) over all contexts and in every
+        failure mode where it was tried that often (successive elimination, per level)."""
+        if arm == STOP or self.prune_after is None:
+            return False
+        levels = [("global", "")] + [("mode", m) for m, row in self.stats["mode"].items() if arm in row]
+        for level, key in levels:
+            n, _, upper = self._bounds(level, key, arm)
+            if n < self.prune_after and level == "global":
+                return False
+            if n < self.prune_after:
+                continue
+            best_lower = max(self._bounds(level, key, other)[1] for other in self.arms if other != arm)
+            if upper >= best_lower:
+                return False
+        return True
+
+    def live_arms(self) -> list[str]:
+        return [arm for arm in self.arms if not self.pruned(arm)]
+
+    def select(self, context: Context | str) -> str:
+        self.step += 1
+        best, best_draw = self.arms[0], -1.0
+        for arm in self.arms:
+            if arm == STOP and not self.sample_stop:
+                draw = 0.5
+            elif self.pruned(arm):
+                continue
+            else:
+                draw = self.rng.betavariate(*self.params(context, arm))
+            if draw > best_draw:
+                best, best_draw = arm, draw
+        return best
+
+    def update(self, context: Context | str, arm: str, reward: float) -> None:
+        self._check_arm(arm)
+        p = min(1.0, max(0.0, (_finite(reward) + 1.0) / 2.0))
+        key = _key(context)
+        for level, k in (("ctx", key), ("mode", key.split("|", 1)[0]), ("global", "")):
+            row = self.stats[level].setdefault(k, {}).setdefault(arm, [0.0, 0.0])
+            row[0] += p
+            row[1] += 1
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "prior_alpha": self.prior_alpha,
+            "prior_beta": self.prior_beta,
+            "sample_stop": self.sample_stop,
+            "prune_after": self.prune_after,
+        }
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "stats": self.stats}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self.stats = {
+            level: {k: {a: [float(v[0]), float(v[1])] for a, v in row.items()} for k, row in rows.items()}
+            for level, rows in state["stats"].items()
+        }
+        for rows in self.stats.values():
+            for row in rows.values():
+                for arm in row:
+                    self._check_arm(arm)
+
+
 POLICY_KINDS: dict[str, type[Policy]] = {
-    p.kind: p for p in (ThompsonPolicy, EpsilonGreedyPolicy, NeverRepromptPolicy, FixedPolicy, RandomPolicy)
+    p.kind: p
+    for p in (
+        ThompsonPolicy,
+        SharedThompsonPolicy,
+        EpsilonGreedyPolicy,
+        NeverRepromptPolicy,
+        FixedPolicy,
+        RandomPolicy,
+    )
 }
 
 

@@ -1,0 +1,165 @@
+"""The episode simulator (`assay correct simulate`) and the shared-strength policy."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from assay.correct.policy import STOP, Policy, SharedThompsonPolicy, ThompsonPolicy
+from assay.correct.simulate import ANY, ArmRates, Rates, compare, rates_from_toml, simulate
+from assay.errors import ConfigError
+from tests.conftest import one_error, run_cli
+
+RATES_TOML = """
+p_initial = 0.6
+max_turns = 1
+lam = 0.0
+[contexts]
+right = {"unchanged_correct|>=0.7" = 1.0}
+wrong = {"anchored|<0.4" = 1.0}
+[[rates]]
+arm = "redo"
+right_to_wrong = 0.2
+wrong_to_right = 0.5
+tokens = 100
+[[rates]]
+arm = "review"
+right_to_wrong = 0.05
+wrong_to_right = 0.1
+tokens = 50
+[[rates]]
+arm = "review"
+context = "anchored|<0.4"
+right_to_wrong = 0.05
+wrong_to_right = 0.7
+tokens = 50
+"""
+
+
+@pytest.fixture()
+def rates(tmp_path) -> Rates:
+    path = tmp_path / "rates.toml"
+    path.write_text(RATES_TOML)
+    return rates_from_toml(path)
+
+
+def test_the_simulator_reproduces_the_rates_it_was_given(rates):
+    n = 20_000
+    for arm, rw, wr in (("redo", 0.2, 0.5), ("review", 0.05, 0.7)):  # review: its anchored|<0.4 rate
+        from assay.correct.policy import FixedPolicy
+
+        ep = simulate(rates, FixedPolicy(arm), n, seed=1)
+        right = [i for i, s in enumerate(ep.initial) if s]
+        wrong = [i for i, s in enumerate(ep.initial) if not s]
+        for observed, p, count in (
+            (len(right) / n, 0.6, n),
+            (sum(not ep.final[i] for i in right) / len(right), rw, len(right)),
+            (sum(ep.final[i] for i in wrong) / len(wrong), wr, len(wrong)),
+        ):
+            assert abs(observed - p) < 4 * math.sqrt(p * (1 - p) / count), (arm, observed, p)
+    # the best arm depends on the context: stop after a right answer, review after a wrong one
+    assert rates.context_dependent()
+    assert (
+        rates.expected_step(False, "anchored|<0.4", "review")[1]
+        > rates.expected_step(False, "anchored|<0.4", "redo")[1]
+    )
+
+
+def test_rates_estimated_from_real_traces():
+    from assay.correct.simulate import rates_from_traces
+    from tests.conftest import ROOT
+
+    rates = rates_from_traces([ROOT / "tests/correct/fixtures/old_run/traces.jsonl"])
+    assert rates.p_initial == pytest.approx(1 / 3) and rates.max_turns == 2 and len(rates.arms) == 6
+    for (mc, arm), r in rates.table.items():  # smoothed: never exactly 0 or 1 from a handful of counts
+        assert 0 < r.right_to_wrong < 1 and 0 < r.wrong_to_right < 1 and (mc == ANY or (ANY, arm) in rates.table)
+
+
+def test_shared_policy_without_sharing_is_per_context_thompson():
+    arms = ["a", "b", "c", STOP]
+    shared = SharedThompsonPolicy(
+        arms, rng=7, strength=0, prior_alpha=1, prior_beta=1, sample_stop=True, prune_after=None
+    )
+    plain = ThompsonPolicy(arms, rng=7)
+    world = random.Random(3)
+    contexts = ["anchored|<0.4|t1", "wavering|>=0.7|t1", "anchored|<0.7|t2"]
+    for _ in range(500):
+        context = world.choice(contexts)
+        arm = plain.select(context)
+        assert shared.select(context) == arm
+        r = 0.0 if arm == STOP else world.choice([-1.0, 0.0, 1.0]) - 0.05
+        plain.update(context, arm, r)
+        shared.update(context, arm, r)
+
+
+def test_the_shared_policy_state_survives_a_kill_exactly():
+    arms = ["a", "b", "c", STOP]
+
+    def feed(policy, steps, world):
+        chosen = []
+        for _ in range(steps):
+            context = world.choice(["anchored|<0.4|t1", "wavering|>=0.7|t1", "wavering|<0.4|t2"])
+            arm = policy.select(context)
+            policy.update(context, arm, 0.0 if arm == STOP else world.choice([-1.0, 1.0]))
+            chosen.append(arm)
+        return chosen
+
+    whole_world, cut_world = random.Random(5), random.Random(5)
+    whole = feed(SharedThompsonPolicy(arms, rng=11), 400, whole_world)
+    first = SharedThompsonPolicy(arms, rng=11)
+    part = feed(first, 200, cut_world)
+    saved = json.loads(json.dumps(first.to_json()))  # through the file format
+    resumed = Policy.from_json(saved)
+    assert isinstance(resumed, SharedThompsonPolicy) and resumed.stats == first.stats
+    assert part + feed(resumed, 200, cut_world) == whole
+
+
+def test_sharing_lends_a_new_context_what_its_failure_mode_taught():
+    policy = SharedThompsonPolicy(["good", "bad", STOP], rng=0)
+    for _ in range(40):
+        policy.update("anchored|<0.4|t1", "good", 1.0)
+        policy.update("anchored|<0.4|t1", "bad", -1.0)
+    unseen = "anchored|>=0.7|t2"  # same failure mode, never updated
+    assert policy.expected_reward(unseen, "good") > 0.3 > -0.3 > policy.expected_reward(unseen, "bad")
+    assert ThompsonPolicy(["good", "bad", STOP]).expected_reward(unseen, "good") == 0.0  # no sharing: the prior
+    assert policy.pruned("bad") and not policy.pruned("good") and STOP in policy.live_arms()
+    assert policy.select(unseen) == "good"
+
+
+def test_compare_finds_the_best_fixed_policy_and_regret(rates):
+    result = compare(rates, ["never", "fixed:*", "random", "shared"], episodes=200, seeds=3)
+    fixed = {
+        n: r["reward_per_episode"] for n, r in result["policies"].items() if n.startswith("fixed:") or n == "never"
+    }
+    assert result["best_fixed"] == max(fixed, key=fixed.get)
+    assert result["policies"][result["best_fixed"]]["regret"] == 0.0
+    assert all(len(r["cumulative_reward"]) == 200 for r in result["policies"].values())
+
+
+def test_bad_rates_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="contexts.wrong"):
+        Rates(0.5, {"right": {"a|<0.4": 1.0}, "wrong": {}}, {(ANY, "x"): ArmRates(0.1, 0.2, 3)}, ["x"])
+    with pytest.raises(ConfigError, match="in context"):
+        Rates(
+            0.5, {"right": {"a|<0.4": 1.0}, "wrong": {"a|<0.4": 1.0}}, {("a|<0.4", "x"): ArmRates(0.1, 0.2, 3)}, ["x"]
+        )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("p_initial = 0.5\n")
+    with pytest.raises(ConfigError, match="missing or bad field"):
+        rates_from_toml(bad)
+
+
+def test_simulate_command(tmp_path, capsys):
+    path = tmp_path / "rates.toml"
+    path.write_text(RATES_TOML)
+    code, out, err = run_cli(
+        capsys, "correct", "simulate", "--rates", path, "--episodes", "50", "--seeds", "2", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result["policies"]) == {"never", "fixed:redo", "fixed:review", "random", "epsilon", "thompson", "shared"}
+    code, _, err = run_cli(capsys, "correct", "simulate", "--episodes", "5")
+    assert "traces.jsonl files or --rates" in one_error(code, err)
