@@ -81,6 +81,9 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/correct_throughput.py
 	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/fsdp_ddp.py
+	$(BIN)/python benchmarks/policy_regret.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

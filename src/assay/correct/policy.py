@@ -29,6 +29,8 @@ from assay.io import atomic_write_json
 
 STOP = "stop"
 STOP_REWARD = 0.0
+ALL = "*"  # SharedThompsonPolicy's statistics of every reprompt arm together
+PRUNE_EVERY = 10  # SharedThompsonPolicy recomputes its pruned arms every this many updates
 CONFIDENCE_BINS: tuple[str, ...] = ("<0.4", "<0.7", ">=0.7")
 TURN_BINS: tuple[str, ...] = ("t1", "t2", "t3+")
 FORMAT = "assay.correct.policy"
@@ -103,6 +105,10 @@ def _finite(reward: float) -> float:
     if not math.isfinite(r):
         raise AssayError(f"reward must be a finite number, got {reward!r}")
     return r
+
+
+def _clip(p: float) -> float:
+    return min(0.98, max(0.02, p))
 
 
 def _make_rng(rng: random.Random | int | None) -> random.Random:
@@ -472,6 +478,9 @@ class SharedThompsonPolicy(_Random):
         self.sample_stop, self.prune_after = bool(sample_stop), prune_after
         # level ("ctx", "mode", "global") -> key -> arm -> [S, N]
         self.stats: dict[str, dict[str, dict[str, list[float]]]] = {"ctx": {}, "mode": {}, "global": {}}
+        self.updates = 0  # update() calls: the pruned set is recomputed only after new ones
+        self._pruned: set[str] = set()
+        self._pruned_at = -1
 
     def _sn(self, level: str, key: str, arm: str) -> tuple[float, float]:
         row = self.stats[level].get(key, {}).get(arm)
@@ -484,12 +493,29 @@ class SharedThompsonPolicy(_Random):
         s, n = self._sn("ctx", key, arm)
         if self.strength == 0:
             return self.prior_alpha + s, self.prior_beta + n - s
-        mode = key.split("|", 1)[0]
-        sg, ng = self._sn("global", "", arm)
-        m = (self.prior_alpha + sg) / (self.prior_alpha + self.prior_beta + ng)
-        sm, nm = self._sn("mode", mode, arm)
-        m = (self.strength * m + sm) / (self.strength + nm)
+        m = self._prior(key, arm)
         return self.strength * m + s, self.strength * (1 - m) + n - s
+
+    def _prior(self, key: str, arm: str) -> float:
+        """The prior mean of (context, arm): the arm's effect (its mean over all contexts) plus the
+        context's (all arms' mean in this failure mode, then in this context, against all arms'
+        mean anywhere), each shrunk toward the level above; the arm's own data in the failure mode
+        in between. See docs/correct.md, "Sharing strength"."""
+        k, mode = self.strength, key.split("|", 1)[0]
+
+        def shrink(prior: float, level: str, where: str, which: str) -> float:
+            s, n = self._sn(level, where, which)
+            return (k * prior + s) / (k + n)
+
+        s0, n0 = self._sn("global", "", ALL)
+        everywhere = (self.prior_alpha + s0) / (self.prior_alpha + self.prior_beta + n0)
+        in_mode = shrink(everywhere, "mode", mode, ALL)
+        in_context = shrink(in_mode, "ctx", key, ALL)
+        if arm == STOP:  # sampled like an arm only in the no-sharing form
+            return shrink(shrink(everywhere, "global", "", arm), "mode", mode, arm)
+        arm_effect = shrink(everywhere, "global", "", arm) - everywhere
+        m = shrink(_clip(everywhere + arm_effect + in_mode - everywhere), "mode", mode, arm)
+        return _clip(m + in_context - in_mode)
 
     def expected_reward(self, context: Context | str, arm: str) -> float:
         if arm == STOP and not self.sample_stop:
@@ -513,47 +539,66 @@ class SharedThompsonPolicy(_Random):
 
     def pruned(self, arm: str) -> bool:
         """Whether the data rules `arm` out: tried at least `prune_after` times, and its upper bound
-        on p below the best lower bound of another arm (STOP: 1/2) over all contexts and in every
-        failure mode where it was tried that often (successive elimination, per level)."""
-        if arm == STOP or self.prune_after is None:
-            return False
-        levels = [("global", "")] + [("mode", m) for m, row in self.stats["mode"].items() if arm in row]
+        on p below the best lower bound of another arm (STOP: 1/2) over all contexts, and in every
+        failure mode and context where it was tried that often (successive elimination, per level)."""
+        return arm in self._pruned_set()
+
+    def _pruned_set(self) -> set[str]:
+        """The pruned arms, recomputed every PRUNE_EVERY updates (a function of the updates only, so
+        a resumed policy prunes as an uninterrupted one)."""
+        if self.prune_after is None:
+            return set()
+        if self._pruned_at >= 0 and self.updates - self._pruned_at < PRUNE_EVERY:
+            return self._pruned
+        candidate: dict[str, bool] = {}
+        levels = [("global", "")] + [("mode", m) for m in self.stats["mode"]] + [("ctx", c) for c in self.stats["ctx"]]
         for level, key in levels:
-            n, _, upper = self._bounds(level, key, arm)
-            if n < self.prune_after and level == "global":
-                return False
-            if n < self.prune_after:
-                continue
-            best_lower = max(self._bounds(level, key, other)[1] for other in self.arms if other != arm)
-            if upper >= best_lower:
-                return False
-        return True
+            bounds = {arm: self._bounds(level, key, arm) for arm in self.arms}
+            lowers = sorted((b[1], arm) for arm, b in bounds.items())
+            for arm in self.arms:
+                if arm == STOP or candidate.get(arm) is False:
+                    continue
+                n, _, upper = bounds[arm]
+                if n < self.prune_after:
+                    if level == "global":
+                        candidate[arm] = False
+                    continue
+                best_lower = lowers[-1][0] if lowers[-1][1] != arm else lowers[-2][0]
+                candidate[arm] = upper < best_lower
+        self._pruned, self._pruned_at = {arm for arm, yes in candidate.items() if yes}, self.updates
+        return self._pruned
 
     def live_arms(self) -> list[str]:
         return [arm for arm in self.arms if not self.pruned(arm)]
 
     def select(self, context: Context | str) -> str:
+        """Sharing (the default): the template with the highest Thompson draw, then reprompt with it
+        only if a fresh draw of its value beats STOP's (1/2). One fresh draw, not the winning one: the
+        largest of 36 draws would beat stopping almost always, even where every reprompt hurts.
+        Without sharing (`sample_stop`): every arm's draw, STOP's included, and the largest wins."""
         self.step += 1
-        best, best_draw = self.arms[0], -1.0
+        pruned = self._pruned_set()
+        best, best_draw = STOP, -1.0
         for arm in self.arms:
-            if arm == STOP and not self.sample_stop:
-                draw = 0.5
-            elif self.pruned(arm):
+            if arm in pruned or (arm == STOP and not self.sample_stop):
                 continue
-            else:
-                draw = self.rng.betavariate(*self.params(context, arm))
+            draw = self.rng.betavariate(*self.params(context, arm))
             if draw > best_draw:
                 best, best_draw = arm, draw
-        return best
+        if self.sample_stop or best == STOP:
+            return best
+        return best if self.rng.betavariate(*self.params(context, best)) > 0.5 else STOP
 
     def update(self, context: Context | str, arm: str, reward: float) -> None:
         self._check_arm(arm)
         p = min(1.0, max(0.0, (_finite(reward) + 1.0) / 2.0))
         key = _key(context)
+        self.updates += 1
         for level, k in (("ctx", key), ("mode", key.split("|", 1)[0]), ("global", "")):
-            row = self.stats[level].setdefault(k, {}).setdefault(arm, [0.0, 0.0])
-            row[0] += p
-            row[1] += 1
+            for which in (arm, ALL) if arm != STOP else (arm,):
+                row = self.stats[level].setdefault(k, {}).setdefault(which, [0.0, 0.0])
+                row[0] += p
+                row[1] += 1
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -565,10 +610,11 @@ class SharedThompsonPolicy(_Random):
         }
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "stats": self.stats}
+        return {**super()._state(), "stats": self.stats, "updates": self.updates}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
+        self.updates, self._pruned_at = int(state.get("updates", 0)), -1
         self.stats = {
             level: {k: {a: [float(v[0]), float(v[1])] for a, v in row.items()} for k, row in rows.items()}
             for level, rows in state["stats"].items()
@@ -576,7 +622,8 @@ class SharedThompsonPolicy(_Random):
         for rows in self.stats.values():
             for row in rows.values():
                 for arm in row:
-                    self._check_arm(arm)
+                    if arm != ALL:
+                        self._check_arm(arm)
 
 
 POLICY_KINDS: dict[str, type[Policy]] = {

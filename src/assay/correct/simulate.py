@@ -104,12 +104,23 @@ class Rates:
         return p, p - float(right) - self.lam * r.tokens
 
     def context_dependent(self) -> bool:
-        """Whether the best arm (by expected one-step reward) differs between contexts."""
+        """Whether the best first decision differs between the contexts a policy sees: per
+        'mode|confidence', each arm's expected one-step reward over the answers behind it (right with
+        P(right) P(context | right) / P(context), P(right) = p_initial, as at the first decision)."""
         best = set()
-        for side, right in (("right", True), ("wrong", False)):
-            for mc in self.contexts[side]:
-                arms = [*self.arms, STOP]
-                best.add(max(arms, key=lambda a: self.expected_step(right, mc, a)[1]))
+        for mc in set(self.contexts["right"]) | set(self.contexts["wrong"]):
+            w = {
+                side: (self.p_initial if side == "right" else 1 - self.p_initial)
+                * self.contexts[side].get(mc, 0.0)
+                / sum(self.contexts[side].values())
+                for side in ("right", "wrong")
+            }
+            total = w["right"] + w["wrong"]
+
+            def value(arm: str, mc: str = mc, w: dict = w, total: float = total) -> float:
+                return sum(w[side] / total * self.expected_step(side == "right", mc, arm)[1] for side in w)
+
+            best.add(max([*self.arms, STOP], key=value))
         return len(best) > 1
 
 
