@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import random
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,13 +214,9 @@ def rates_from_toml(path: str | Path) -> Rates:
     wrong_to_right = 0.3
     tokens = 120
     """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read rates file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"rates file {path} is not valid TOML: {exc}") from None
+    from assay.config import read_toml
+
+    data = read_toml(path)  # a missing or malformed file: one ConfigError
     try:
         table = {}
         for row in data.get("rates", []):
