@@ -98,23 +98,35 @@ def test_shared_policy_without_sharing_is_per_context_thompson():
 def test_the_shared_policy_state_survives_a_kill_exactly():
     arms = ["a", "b", "c", STOP]
 
-    def feed(policy, steps, world):
+    def feed(policy, steps, world, rewards=None):
+        """`steps` choices; the policy learns from its own (random rewards), or, with `rewards`, from
+        updates of arms the world picks (as from earlier traces), so that even bad arms get data."""
         chosen = []
         for _ in range(steps):
             context = world.choice(["anchored|<0.4|t1", "wavering|>=0.7|t1", "wavering|<0.4|t2"])
             arm = policy.select(context)
-            policy.update(context, arm, 0.0 if arm == STOP else world.choice([-1.0, 1.0]))
+            noise = world.choice([-1.0, 1.0])
+            if rewards:
+                taught = world.choice(sorted(rewards))
+                policy.update(context, taught, rewards[taught])
+            else:
+                policy.update(context, arm, 0.0 if arm == STOP else noise)
             chosen.append(arm)
         return chosen
 
-    whole_world, cut_world = random.Random(5), random.Random(5)
-    whole = feed(SharedThompsonPolicy(arms, rng=11), 400, whole_world)
-    first = SharedThompsonPolicy(arms, rng=11)
-    part = feed(first, 200, cut_world)
-    saved = json.loads(json.dumps(first.to_json()))  # through the file format
-    resumed = Policy.from_json(saved)
-    assert isinstance(resumed, SharedThompsonPolicy) and resumed.stats == first.stats
-    assert part + feed(resumed, 200, cut_world) == whole
+    # random rewards; then updates that let the pruning rule out b and c
+    for rewards, prune_after in ((None, 10), ({"a": 1.0, "b": -1.0, "c": -1.0}, 10)):
+        whole_world, cut_world = random.Random(5), random.Random(5)
+        whole_policy = SharedThompsonPolicy(arms, rng=11, prune_after=prune_after)
+        whole = feed(whole_policy, 400, whole_world, rewards)
+        first = SharedThompsonPolicy(arms, rng=11, prune_after=prune_after)
+        part = feed(first, 203, cut_world, rewards)  # not a multiple of the pruning period
+        saved = json.loads(json.dumps(first.to_json()))  # through the file format
+        resumed = Policy.from_json(saved)
+        assert isinstance(resumed, SharedThompsonPolicy) and resumed.stats == first.stats
+        assert part + feed(resumed, 197, cut_world, rewards) == whole
+        assert resumed._pruned_set() == whole_policy._pruned_set()
+    assert whole_policy._pruned_set() == {"b", "c"}
 
 
 def test_sharing_lends_a_new_context_what_its_failure_mode_taught():

@@ -107,6 +107,12 @@ def _finite(reward: float) -> float:
     return r
 
 
+def _success(reward: float) -> float:
+    """A reward (about [-1, 1]) as the success probability of a fractional Bernoulli observation,
+    clip((r + 1) / 2, 0, 1): what the Beta posteriors of the Thompson policies count."""
+    return min(1.0, max(0.0, (_finite(reward) + 1.0) / 2.0))
+
+
 def _clip(p: float) -> float:
     return min(0.98, max(0.02, p))
 
@@ -283,7 +289,7 @@ class ThompsonPolicy(_Random):
 
     def update(self, context: Context | str, arm: str, reward: float) -> None:
         self._check_arm(arm)
-        p = min(1.0, max(0.0, (_finite(reward) + 1.0) / 2.0))
+        p = _success(reward)
         row = self.table.setdefault(_key(context), {}).setdefault(arm, [self.prior_alpha, self.prior_beta, 0])
         row[0] += p
         row[1] += 1.0 - p
@@ -430,25 +436,32 @@ class SharedThompsonPolicy(_Random):
     """Thompson sampling whose (context, arm) posteriors share strength across contexts: hierarchical
     Beta priors, context <- failure mode <- global (docs/correct.md, "Sharing strength").
 
-    Per arm, the fractional successes S = sum of p (p = (r + 1) / 2 of each reward r, as in
-    `ThompsonPolicy`) and the count N are kept at three levels: the context ('mode|confidence|turn'),
-    its failure mode, and all contexts. Each level's posterior mean is the prior mean of the level
-    below, worth `strength` observations:
+    Per arm, and for all reprompt arms together (ALL), the fractional successes S = sum of p
+    (p = (r + 1) / 2 of each reward r, as in `ThompsonPolicy`) and the count N are kept at three
+    levels: the context ('mode|confidence|turn'), its failure mode, and all contexts. Shrinking
+    a mean toward a prior m with `strength` pseudo-observations, shrink(m, S, N) = (k m + S) / (k + N):
 
-        m_global = (prior_alpha + S_global) / (prior_alpha + prior_beta + N_global)
-        m_mode   = (strength * m_global + S_mode) / (strength + N_mode)
-        draw     ~ Beta(strength * m_mode + S_ctx, strength * (1 - m_mode) + N_ctx - S_ctx)
+        everywhere = (prior_alpha + S_ALL) / (prior_alpha + prior_beta + N_ALL)     all contexts
+        in_mode    = shrink(everywhere, ALL in the failure mode)                   the context effects
+        in_context = shrink(in_mode, ALL in the context)
+        arm        = shrink(everywhere, the arm in all contexts)                   the arm effect
+        m          = clip(shrink(arm + in_mode - everywhere, the arm in the failure mode)
+                          + in_context - in_mode)
+        posterior  = Beta(strength * m + S_ctx, strength * (1 - m) + N_ctx - S_ctx)
 
-    so a context seen once borrows what its failure mode, and then every context, taught the arm.
+    so a context seen once borrows what its failure mode, every context and every arm taught.
 
     STOP: its reward is 0 by definition, so by default (`sample_stop=False`) it is not sampled but
     valued at exactly p = 1/2; the reprompt arms' prior mean, prior_alpha / (prior_alpha +
     prior_beta) = 0.45 by default (an expected reward of -0.1: a reprompt costs tokens and can break a
     right answer), starts them a little below stopping.
 
+    Choosing: the template with the highest draw, then reprompt with it only if a fresh draw of its
+    value beats STOP's 1/2 (`select`).
+
     Pruning (`prune_after` updates at least; None: never): an arm whose 95% upper bound on p is
-    below another arm's lower bound (STOP's is 1/2) over all contexts and in every failure mode where
-    it was tried as often is no longer chosen: the data rules it out.
+    below another arm's lower bound (STOP's is 1/2) over all contexts, and in every failure mode and
+    context where it was tried as often, is no longer chosen: the data rules it out.
 
     With strength = 0, sample_stop = True and prune_after = None there is no sharing and this is
     `ThompsonPolicy` exactly (the same draws from the same generator).
@@ -544,8 +557,8 @@ class SharedThompsonPolicy(_Random):
         return arm in self._pruned_set()
 
     def _pruned_set(self) -> set[str]:
-        """The pruned arms, recomputed every PRUNE_EVERY updates (a function of the updates only, so
-        a resumed policy prunes as an uninterrupted one)."""
+        """The pruned arms, recomputed every PRUNE_EVERY updates (the last result and when it was
+        computed are saved with the state, so a resumed policy prunes as an uninterrupted one)."""
         if self.prune_after is None:
             return set()
         if self._pruned_at >= 0 and self.updates - self._pruned_at < PRUNE_EVERY:
@@ -591,7 +604,7 @@ class SharedThompsonPolicy(_Random):
 
     def update(self, context: Context | str, arm: str, reward: float) -> None:
         self._check_arm(arm)
-        p = min(1.0, max(0.0, (_finite(reward) + 1.0) / 2.0))
+        p = _success(reward)
         key = _key(context)
         self.updates += 1
         for level, k in (("ctx", key), ("mode", key.split("|", 1)[0]), ("global", "")):
@@ -610,11 +623,14 @@ class SharedThompsonPolicy(_Random):
         }
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "stats": self.stats, "updates": self.updates}
+        pruned = {"arms": sorted(self._pruned), "at": self._pruned_at}
+        return {**super()._state(), "stats": self.stats, "updates": self.updates, "pruned": pruned}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         super()._set_state(state)
-        self.updates, self._pruned_at = int(state.get("updates", 0)), -1
+        self.updates = int(state.get("updates", 0))
+        pruned = state.get("pruned", {"arms": [], "at": -1})
+        self._pruned, self._pruned_at = set(pruned["arms"]), int(pruned["at"])
         self.stats = {
             level: {k: {a: [float(v[0]), float(v[1])] for a, v in row.items()} for k, row in rows.items()}
             for level, rows in state["stats"].items()
