@@ -82,7 +82,7 @@ def run_jobs(step: Any) -> tuple[dict[str, RunStats], dict[str, Any] | None]:
                     if row["job"] != current:
                         reach(row["job"])
                     if row["ok"]:
-                        sink.written(row["row_id"], json.loads(row["line"]))
+                        sink.written(row["row_id"], json.loads(row["line"]), row["line"])
                     else:
                         sink.failed(row["row_id"], row["error"])
                 reach(len(jobs))
@@ -179,6 +179,8 @@ class StepWorker:
             out["job"].append(int(Path(str(path)).name.split("-")[0]))
             out["row_id"].append(str(row["row_id"]))
             out["ok"].append(ok)
+            if ok:  # the line the local runner would write: the row with its row_id
+                value.setdefault("row_id", str(row["row_id"]))
             out["line"].append(json.dumps(value, ensure_ascii=False) if ok else "")
             out["error"].append("" if ok else value)
             out["usage"].append("")

@@ -255,9 +255,11 @@ class RowSink:
             self.stats.error_rate = self.monitor.rate
             self.stats.seconds = time.perf_counter() - self.start
 
-    def written(self, rid: str, result: dict[str, Any]) -> None:
+    def written(self, rid: str, result: dict[str, Any], line: str | None = None) -> None:
+        """Append a finished row. `line`: the row already as its JSON line (with its row_id), as a
+        Ray actor sends it, so that the one writing process does not serialise it again."""
         result.setdefault("row_id", rid)
-        append_line(self.out, json.dumps(result, ensure_ascii=False), self.out_path)
+        append_line(self.out, line if line is not None else json.dumps(result, ensure_ascii=False), self.out_path)
         self.stats.written += 1
         if self.on_written is not None:
             self.on_written(result)
