@@ -30,7 +30,7 @@ def test_compare_runs_every_policy_on_the_same_questions(data, tmp_path):
         fixed_calls = 6 * 2
         assert server.count >= 6 + fixed_calls
     rows = json.loads((out / "compare.json").read_text())["rows"]
-    assert [r["policy"] for r in rows] == ["never", "fixed", "random", "thompson"]
+    assert [r["policy"] for r in rows] == ["never", "fixed", "random", "ucb"]
     by = {r["policy"]: r for r in rows}
     assert all(r["n"] == 6 and r["accuracy_turn0"] == pytest.approx(0.5) for r in rows)  # same initial answers
     assert by["never"]["mean_turns"] == 0 and by["never"]["accuracy_final"] == pytest.approx(0.5)
@@ -38,7 +38,7 @@ def test_compare_runs_every_policy_on_the_same_questions(data, tmp_path):
     expected_final = sum(keys[2] == "R" for _, keys in PATTERNS.values()) / 6
     assert by["fixed"]["accuracy_final"] == pytest.approx(expected_final) and by["fixed"]["mean_turns"] == 2
     assert by["fixed"]["right_to_wrong"] == by["fixed"]["wrong_to_right"] == pytest.approx(1 / 6)
-    for name in ("never", "fixed", "random", "thompson"):
+    for name in ("never", "fixed", "random", "ucb"):
         summary = json.loads((out / name / "summary.json").read_text())
         assert summary["n"] == 6 and (out / name / "plots" / "run.png").stat().st_size > 0
         # usage is this policy's own (the client is shared): one request per answer

@@ -1,4 +1,5 @@
-"""The episode simulator (`assay correct simulate`) and the shared-strength policy."""
+"""The episode simulator (`assay correct simulate`), the shared-strength policy and the outcome
+model (`ucb`, the default learner)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ import random
 
 import pytest
 
-from assay.correct.policy import STOP, Policy, SharedThompsonPolicy, ThompsonPolicy
-from assay.correct.simulate import ANY, ArmRates, Rates, compare, rates_from_toml, simulate
+from assay.correct.policy import (
+    STOP,
+    Credit,
+    Outcome,
+    OutcomeUCBPolicy,
+    Policy,
+    SharedThompsonPolicy,
+    ThompsonPolicy,
+    apply_episode,
+)
+from assay.correct.simulate import ANY, ArmRates, Rates, compare, make_policy, rates_from_toml, simulate
 from assay.errors import ConfigError
 from tests.conftest import one_error, run_cli
 
@@ -172,6 +182,123 @@ def test_simulate_command(tmp_path, capsys):
     )
     assert code == 0, err
     result = json.loads(out)
-    assert set(result["policies"]) == {"never", "fixed:redo", "fixed:review", "random", "epsilon", "thompson", "shared"}
+    expected = {"never", "fixed:redo", "fixed:review", "random", "epsilon", "thompson", "shared", "ucb"}
+    assert set(result["policies"]) == expected
     code, _, err = run_cli(capsys, "correct", "simulate", "--episodes", "5")
     assert "traces.jsonl files or --rates" in one_error(code, err)
+
+
+# ----------------------------------------------------------------------------- the outcome model (ucb)
+
+
+def test_the_outcome_policy_learns_which_arm_each_context_needs(rates):
+    """RATES_TOML: a right answer ('unchanged_correct|>=0.7') should be left alone (every reprompt can
+    break it); a wrong one ('anchored|<0.4') should be reprompted, best with `review` (fixes 70%,
+    breaks 5%) rather than `redo` (50%, 20%). Over 5 seeds it ends above every fixed policy."""
+    last = {"ucb": 0.0, "fixed:redo": 0.0, "fixed:review": 0.0, "never": 0.0}
+    for seed in range(5):
+        policy = OutcomeUCBPolicy(["redo", "review", STOP], rng=seed)
+        last["ucb"] += sum(simulate(rates, policy, 400, seed).reward[-100:]) / 500
+        assert policy.best_arm("unchanged_correct|>=0.7|t1") == STOP
+        assert policy.best_arm("anchored|<0.4|t1") != STOP
+        a, b = policy.q("unchanged_correct|>=0.7|t1")  # q is learned from every decision
+        assert a / (a + b) > 0.9 and a + b > 100
+        for name in ("fixed:redo", "fixed:review", "never"):
+            last[name] += sum(simulate(rates, make_policy(name, rates.arms, seed), 400, seed).reward[-100:]) / 500
+    assert last["ucb"] > max(v for k, v in last.items() if k != "ucb") > 0.2
+
+
+def test_data_that_rules_an_arm_out_prunes_it():
+    policy = OutcomeUCBPolicy(["good", "bad", STOP], rng=0, prune_after=10)
+    world = random.Random(1)
+    for _ in range(60):
+        for arm, p_fix in (("good", 0.9), ("bad", 0.0)):
+            right = world.random() < 0.3
+            new = right if right else world.random() < p_fix
+            policy.update("anchored|<0.4|t1", arm, float(new) - float(right) - 0.1, Outcome(right, new, 100))
+    assert policy.pruned("bad") and not policy.pruned("good") and STOP in policy.live_arms()
+    assert policy.select("wavering|>=0.7|t2") == "good"  # an unseen context: what the arms taught elsewhere
+
+
+def test_the_outcome_policy_state_survives_a_kill_exactly(rates):
+    """Run 400 episodes straight, or 203, a save through JSON, a reload and 197 more: the same choices,
+    the same state (the pruned set and when it was computed included)."""
+    arms = ["redo", "review", STOP]
+    whole = OutcomeUCBPolicy(arms, rng=11, prune_after=5)
+    straight = simulate(rates, whole, 400, seed=12)
+    first = OutcomeUCBPolicy(arms, rng=11, prune_after=5)
+    env = random.Random(12)  # simulate() draws from Random(seed): continue its stream by hand
+    part = _episodes(rates, first, 203, env)
+    resumed = Policy.from_json(json.loads(json.dumps(first.to_json())))
+    assert isinstance(resumed, OutcomeUCBPolicy) and resumed.to_json() == first.to_json()
+    rest = _episodes(rates, resumed, 197, env)
+    assert part + rest == straight.reward
+    assert resumed.to_json() == whole.to_json()
+
+
+def _episodes(rates: Rates, policy: Policy, n: int, env: random.Random) -> list[float]:
+    """simulate()'s loop on a caller's generator, so that a run can be cut and continued."""
+    from assay.correct.policy import reward, turn_bin
+
+    out = []
+    for _ in range(n):
+        right, total = env.random() < rates.p_initial, 0.0
+        for turn in range(1, rates.max_turns + 1):
+            mc = rates.draw_context(right, env)
+            context = f"{mc}|{turn_bin(turn)}"
+            arm = policy.select(context)
+            if arm == STOP:
+                policy.update(context, STOP, 0.0, Outcome(right, right, 0))
+                break
+            r = rates.rate(mc, arm)
+            new = (env.random() >= r.right_to_wrong) if right else (env.random() < r.wrong_to_right)
+            step = reward(right, new, round(r.tokens), rates.lam)
+            policy.update(context, arm, step, Outcome(right, new, round(r.tokens)))
+            total += step
+            right = new
+        out.append(total)
+    return out
+
+
+def test_outcomes_are_logged_and_replayed_and_old_updates_are_read_from_their_reward():
+    ctx = "anchored|<0.4|t1"
+    live = OutcomeUCBPolicy(["a", "b", STOP], rng=0)
+    credit = Credit(live, lam=0.001)
+    arm = credit.choose(ctx, prev_correct=False)
+    credit.observe(new_correct=True, tokens=100)  # a fix
+    logged = [u.to_dict() for u in credit.updates]
+    fix = {"context": ctx, "arm": arm, "reward": pytest.approx(0.9), "prev_correct": False, "new_correct": True}
+    assert logged == [fix | {"tokens": 100}]
+    stop = Credit(OutcomeUCBPolicy(["a", STOP], rng=0, min_tries=0, exploration=0))
+    assert stop.choose("anchored|>=0.7|t1", prev_correct=True) == STOP
+    expected = {"context": "anchored|>=0.7|t1", "arm": STOP, "reward": 0.0}
+    assert stop.updates[0].to_dict() == expected | {"prev_correct": True, "new_correct": True, "tokens": 0}
+
+    replayed = OutcomeUCBPolicy(["a", "b", STOP], rng=0)
+    replayed.select(ctx)  # the live policy chose once: keep the counters and the generator level
+    assert apply_episode(replayed, "q1", logged) and not apply_episode(replayed, "q1", logged)
+    assert replayed.to_json() | {"applied": []} == live.to_json() | {"applied": []}
+
+    # a trace written before outcomes were logged: +0.9 is a fix, -1.1 a break, -0.1 neither
+    old = OutcomeUCBPolicy(["a", STOP], rng=0)
+    apply_episode(old, "q2", [{"context": ctx, "arm": "a", "reward": 0.9}, {"context": ctx, "arm": "a", "reward": -1.1},
+                              {"context": ctx, "arm": "a", "reward": -0.1}])  # fmt: skip
+    assert old.stats["ctx"][ctx]["f:a"] == [1.0, 1.0] and old.stats["ctx"][ctx]["b:a"] == [1.0, 1.0]
+    assert old.cost("a") == pytest.approx(0.1) and old.tries("a") == 3
+
+
+def test_a_confident_answer_is_riskier_to_reprompt():
+    """Before any data the chance that the answer is right follows the confidence bin."""
+    policy = OutcomeUCBPolicy(["a", STOP], rng=0)
+    means = [a / (a + b) for a, b in (policy.q(f"anchored|{c}|t1") for c in ("<0.4", "<0.7", ">=0.7"))]
+    assert means == sorted(means) and means[0] < 0.5 < means[-1]
+    assert policy.expected_reward("anchored|>=0.7|t1", "a") < 0 < policy.expected_reward("anchored|<0.4|t1", "a")
+    greedy = OutcomeUCBPolicy(["a", STOP], rng=0, min_tries=0, exploration=0)  # the prior alone decides
+    assert greedy.select("anchored|>=0.7|t1") == STOP and greedy.select("anchored|<0.4|t1") == "a"
+
+
+def test_bad_outcome_policy_settings_are_refused():
+    with pytest.raises(Exception, match="strength > 0"):
+        OutcomeUCBPolicy(["a", STOP], strength=0)
+    with pytest.raises(Exception, match="prune_after"):
+        OutcomeUCBPolicy(["a", STOP], prune_after=0)

@@ -96,7 +96,7 @@ def run_cmd(
         typer.Option(
             "--policy",
             metavar="NAME",
-            help="thompson, shared, epsilon, never, fixed or random.  [default: thompson]",
+            help="ucb, thompson, shared, epsilon, never, fixed or random.  [default: ucb]",
         ),
     ] = None,
     template: Annotated[
@@ -116,7 +116,7 @@ def run_cmd(
     Example:
 
     \b
-        assay correct run --dataset gsm8k --limit 20 --policy thompson --out runs/correct
+        assay correct run --dataset gsm8k --limit 20 --policy ucb --out runs/correct
     """
     from assay.correct.config import CorrectRun
     from assay.correct.engine import run_correct
@@ -139,7 +139,7 @@ def compare_cmd(
     episode: EpisodeFlags,
     policies: Annotated[
         str | None,
-        typer.Option("--policies", metavar="LIST", help="Comma list.  [default: never,fixed,random,thompson]"),
+        typer.Option("--policies", metavar="LIST", help="Comma list.  [default: never,fixed,random,ucb]"),
     ] = None,
     fixed_template: Annotated[
         str | None,
@@ -157,7 +157,7 @@ def compare_cmd(
     Example:
 
     \b
-        assay correct compare --dataset boolq --limit 40 --policies never,fixed,thompson --out runs/compare
+        assay correct compare --dataset boolq --limit 40 --policies never,fixed,ucb --out runs/compare
     """
     from assay.correct.compare import format_compare, run_compare
     from assay.correct.config import CorrectRun
@@ -187,8 +187,8 @@ def simulate_cmd(
         typer.Option(
             "--policies",
             metavar="LIST",
-            help="Comma list of never, fixed:ARM, fixed:* (every arm), random, epsilon, thompson, shared.  "
-            "[default: never,fixed:*,random,epsilon,thompson,shared]",
+            help="Comma list of never, fixed:ARM, fixed:* (every arm), random, epsilon, thompson, shared, ucb.  "
+            "[default: never,fixed:*,random,epsilon,thompson,shared,ucb]",
         ),
     ] = None,
     episodes: Annotated[int, typer.Option("--episodes", min=1, help="Episodes per run.")] = 300,
@@ -216,7 +216,7 @@ def simulate_cmd(
     model = rates_from_toml(rates) if rates is not None else rates_from_traces(list(traces))
     if max_turns is not None:
         model.max_turns = max_turns
-    names = comma_list(policies) or ["never", "fixed:*", "random", "epsilon", "thompson", "shared"]
+    names = comma_list(policies) or ["never", "fixed:*", "random", "epsilon", "thompson", "shared", "ucb"]
     result = compare(model, names, episodes, seeds)
     if out is not None:
         atomic_write_json(out, result)

@@ -3,7 +3,7 @@
 Each policy runs as an ordinary correction run in OUT/<policy>/ (traces, summary, policy state,
 plots), one after the other, through one LLM client and one response cache (OUT/cache.sqlite unless
 `llm.cache` names one). Requests are seeded per (question, turn), so every policy sees the same
-initial answers, and turn 0 is computed once. The learning policies (thompson, epsilon) learn online
+initial answers, and turn 0 is computed once. The learning policies (ucb, thompson, shared, epsilon) learn online
 over the questions in order, from scratch or from `compare.learned_state` (copied into their folder).
 OUT/compare.json and OUT/compare.md hold the table, OUT/compare.png the plot.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from assay.correct.config import CorrectRun
 
-LEARNING = {"thompson", "epsilon"}
+LEARNING = {"ucb", "thompson", "shared", "epsilon"}
 COLUMNS = [
     ("policy", "policy", "{}"),
     ("n", "n", "{}"),

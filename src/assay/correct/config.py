@@ -21,9 +21,10 @@ from assay.config import Section
 from assay.llm.settings import LLMSettings
 from assay.pipeline.runner import RunnerSettings
 
-PolicyName = Literal["thompson", "shared", "epsilon", "never", "fixed", "random"]
+PolicyName = Literal["ucb", "thompson", "shared", "epsilon", "never", "fixed", "random"]
 # config name -> Policy.kind
 POLICY_KINDS = {
+    "ucb": "ucb",
     "thompson": "thompson",
     "shared": "shared",
     "epsilon": "epsilon_greedy",
@@ -41,7 +42,9 @@ class CorrectConfig(Section):
     dataset: Literal["gsm8k", "hotpotqa", "boolq", "csv", "jsonl"] = "gsm8k"
     data: Path | None = Field(None, description="Question file; None: the shipped sample (gsm8k/hotpotqa/boolq).")
     checker: str | None = Field(None, description="Checker spec (gsm8k, hotpotqa, boolq, exact, file.py:fn).")
-    policy: PolicyName = Field("thompson", description="thompson, shared, epsilon, never (or none), fixed, random.")
+    policy: PolicyName = Field(
+        "ucb", description="ucb (the default learner), thompson, shared, epsilon, never (or none), fixed, random."
+    )
     template: str | None = Field(None, description="Template id for policy = fixed.")
     templates: Path | None = Field(None, description="Template library TOML; None: the shipped one.")
     max_turns: int = Field(3, ge=0, le=20, description="Reprompts per question at most.")
@@ -67,7 +70,7 @@ class CorrectConfig(Section):
 
 class CompareConfig(Section):
     policies: list[PolicyName] = Field(
-        default_factory=lambda: ["never", "fixed", "random", "thompson"],
+        default_factory=lambda: ["never", "fixed", "random", "ucb"],
         description="Policies run on the same questions, in this order (each in OUT/<policy>/).",
     )
     fixed_template: str = Field("step_redo", description="The template of the fixed policy.")

@@ -189,7 +189,7 @@ class Engine:
             stopped_by=stopped_by,
             policy=self.policy.kind,
             predictor=getattr(self.predictor, "name", "heuristic"),
-            updates=[{"context": u.context, "arm": u.arm, "reward": u.reward} for u in credit.updates],
+            updates=[u.to_dict() for u in credit.updates],
         ).to_dict()
 
 
@@ -202,6 +202,7 @@ def make_policy(config: CorrectConfig, template_ids: list[str], state_path: Path
         EpsilonGreedyPolicy,
         FixedPolicy,
         NeverRepromptPolicy,
+        OutcomeUCBPolicy,
         RandomPolicy,
         SharedThompsonPolicy,
         ThompsonPolicy,
@@ -226,6 +227,8 @@ def make_policy(config: CorrectConfig, template_ids: list[str], state_path: Path
             raise ConfigError(f"{state_path} is a fixed policy for another template than {config.template!r}")
         return policy
     arms = make_arms(template_ids)
+    if config.policy == "ucb":
+        return OutcomeUCBPolicy(arms, rng=config.seed)
     if config.policy == "thompson":
         return ThompsonPolicy(arms, rng=config.seed)
     if config.policy == "shared":

@@ -85,6 +85,24 @@ def reward(prev_correct: bool, new_correct: bool, tokens: int, lam: float) -> fl
     return (int(bool(new_correct)) - int(bool(prev_correct))) - lam * tokens
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the engine knows after a decision besides its reward: whether the answer before it was
+    right, whether the answer after it is (for STOP: the same), and the reprompt's tokens (STOP: 0).
+    `OutcomeUCBPolicy` learns from these; the other policies need only the reward."""
+
+    prev_correct: bool
+    new_correct: bool
+    tokens: int = 0
+
+    @classmethod
+    def from_update(cls, update: dict[str, Any]) -> Outcome | None:
+        """The outcome a logged update holds, or None (traces written before outcomes were logged)."""
+        if update.get("prev_correct") is None or update.get("new_correct") is None:
+            return None
+        return cls(bool(update["prev_correct"]), bool(update["new_correct"]), int(update.get("tokens") or 0))
+
+
 def make_arms(template_ids: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The arms for a template library: its ids in order, then STOP (added once)."""
     ids = [t for t in template_ids if t != STOP]
@@ -151,8 +169,9 @@ class Policy:
     def select(self, context: Context | str) -> str:
         raise NotImplementedError
 
-    def update(self, context: Context | str, arm: str, reward: float) -> None:
-        """Baselines do not learn; they only check the arm."""
+    def update(self, context: Context | str, arm: str, reward: float, outcome: Outcome | None = None) -> None:
+        """Learn that `arm` in `context` earned `reward` (`outcome`: what else the engine saw, for
+        the policies that use it). Baselines do not learn; they only check the arm."""
         self._check_arm(arm)
 
     def _check_arm(self, arm: str) -> None:
@@ -287,7 +306,7 @@ class ThompsonPolicy(_Random):
                 best, best_draw = arm, draw
         return best
 
-    def update(self, context: Context | str, arm: str, reward: float) -> None:
+    def update(self, context: Context | str, arm: str, reward: float, outcome: Outcome | None = None) -> None:
         self._check_arm(arm)
         p = _success(reward)
         row = self.table.setdefault(_key(context), {}).setdefault(arm, [self.prior_alpha, self.prior_beta, 0])
@@ -365,7 +384,7 @@ class EpsilonGreedyPolicy(_Random):
         best = [arm for arm, v in zip(self.arms, values, strict=True) if v == top]
         return best[0] if len(best) == 1 else self.rng.choice(best)
 
-    def update(self, context: Context | str, arm: str, reward: float) -> None:
+    def update(self, context: Context | str, arm: str, reward: float, outcome: Outcome | None = None) -> None:
         self._check_arm(arm)
         r = _finite(reward)
         row = self.table.setdefault(_key(context), {}).setdefault(arm, [self.initial_value, 0])
@@ -602,7 +621,7 @@ class SharedThompsonPolicy(_Random):
             return best
         return best if self.rng.betavariate(*self.params(context, best)) > 0.5 else STOP
 
-    def update(self, context: Context | str, arm: str, reward: float) -> None:
+    def update(self, context: Context | str, arm: str, reward: float, outcome: Outcome | None = None) -> None:
         self._check_arm(arm)
         p = _success(reward)
         key = _key(context)
@@ -642,11 +661,263 @@ class SharedThompsonPolicy(_Random):
                         self._check_arm(arm)
 
 
+class OutcomeUCBPolicy(_Random):
+    """The default learner: a model of what a reprompt does, shared across contexts and arms, and an
+    upper confidence bound on its value (docs/correct.md, "The outcome model").
+
+    A reprompt's expected reward in context x with arm a is
+
+        value(x, a) = (1 - q_x) f_xa - q_x b_xa - c_a        (STOP: 0)
+
+    q_x: the chance the current answer is right; f_xa: the chance the arm fixes a wrong answer; b_xa:
+    the chance it breaks a right one; c_a: its token cost (lam * tokens, learned from the rewards).
+    Each is learned from what the engine saw (`Outcome`): q from every decision, f from reprompts of
+    wrong answers, b from reprompts of right ones, which is far less noisy than the reward alone.
+
+    Sharing strength: each is a Beta posterior whose prior mean comes from the level above, with
+    `strength` pseudo-observations (shrink(m, S, N) = (k m + S) / (k + N)):
+      - q: the prior P_RIGHT of the confidence bin (reprompting a confident answer is risky)
+           <- every context of that confidence bin <- the failure mode <- the context;
+      - f and b: a base rate <- all arms everywhere <- all arms in the failure mode <- all arms in
+           the context (the context effect), plus the arm's effect (its rate everywhere against all
+           arms'), then the arm in the failure mode, then the arm in the context.
+
+    Choosing: first every template is tried `min_tries` times (over all contexts, fewest first);
+    then the arm with the largest mean + `exploration` * sd of its value, or STOP if none is above 0.
+    Arms the data rules out (`prune_after` tries, 95% upper bound below another arm's 95% lower
+    bound or 0, everywhere and in every failure mode tried that often) are dropped, rechecked every
+    PRUNE_EVERY updates; the pruned set is saved with the state.
+
+    An update without an outcome (a trace logged before outcomes were) is read from its reward: about
+    +1 a fix, about -1 a break; a reward near 0 teaches only the token cost.
+    """
+
+    kind = "ucb"
+    learns = True
+    P_RIGHT: ClassVar[dict[str, float]] = {"<0.4": 0.3, "<0.7": 0.5, ">=0.7": 0.7}
+    BASE_RATE = 0.2  # prior mean of f and b before any data
+
+    def __init__(
+        self,
+        arms: tuple[str, ...] | list[str],
+        rng: random.Random | int | None = None,
+        strength: float = 2.0,
+        exploration: float = 1.5,
+        min_tries: int = 3,
+        prune_after: int | None = 10,
+    ):
+        super().__init__(arms, rng)
+        if strength <= 0 or exploration < 0 or min_tries < 0:
+            raise AssayError(
+                f"need strength > 0, exploration >= 0 and min_tries >= 0 (got {strength}, {exploration}, {min_tries})"
+            )
+        if prune_after is not None and prune_after < 1:
+            raise AssayError(f"prune_after must be >= 1 or None, got {prune_after}")
+        self.strength, self.exploration, self.min_tries = float(strength), float(exploration), int(min_tries)
+        self.prune_after = prune_after
+        # level ("ctx", "mode", "conf", "global") -> key -> statistic -> [S, N]; statistics: "q",
+        # "f:ARM", "b:ARM", "f:*", "b:*" (all arms), "c:ARM", "c:*" (cost: S = summed cost)
+        self.stats: dict[str, dict[str, dict[str, list[float]]]] = {"ctx": {}, "mode": {}, "conf": {}, "global": {}}
+        self.updates = 0
+        self._pruned: set[str] = set()
+        self._pruned_at = -1
+
+    # -- the model
+    @staticmethod
+    def _levels(key: str) -> tuple[str, str]:
+        """(failure mode, confidence bin) of a context key ('' where the key has no such part)."""
+        parts = key.split("|")
+        return parts[0], parts[1] if len(parts) > 2 else ""
+
+    def _sn(self, level: str, key: str, stat: str) -> tuple[float, float]:
+        row = self.stats[level].get(key, {}).get(stat)
+        return (0.0, 0.0) if row is None else (row[0], row[1])
+
+    def _shrink(self, prior: float, level: str, key: str, stat: str) -> float:
+        s, n = self._sn(level, key, stat)
+        return (self.strength * prior + s) / (self.strength + n)
+
+    def _beta(self, prior: float, key: str, stat: str) -> tuple[float, float]:
+        s, n = self._sn("ctx", key, stat)
+        return self.strength * prior + s, self.strength * (1 - prior) + n - s
+
+    def q(self, context: Context | str) -> tuple[float, float]:
+        """(alpha, beta) of P(the current answer is right) in `context`."""
+        key = _key(context)
+        mode, conf = self._levels(key)
+        m = self._shrink(self.P_RIGHT.get(conf, 0.5), "conf", conf, "q")
+        return self._beta(self._shrink(m, "mode", mode, "q"), key, "q")
+
+    def rate(self, context: Context | str, kind: str, arm: str) -> tuple[float, float]:
+        """(alpha, beta) of the fix ("f") or break ("b") rate of `arm` in `context`."""
+        key = _key(context)
+        mode, _ = self._levels(key)
+        every = self._shrink(self.BASE_RATE, "global", "", f"{kind}:{ALL}")
+        in_mode = self._shrink(every, "mode", mode, f"{kind}:{ALL}")
+        in_context = self._shrink(in_mode, "ctx", key, f"{kind}:{ALL}")
+        arm_effect = self._shrink(every, "global", "", f"{kind}:{arm}") - every
+        m = self._shrink(_clip(in_mode + arm_effect), "mode", mode, f"{kind}:{arm}")
+        return self._beta(_clip(m + in_context - in_mode), key, f"{kind}:{arm}")
+
+    def cost(self, arm: str) -> float:
+        """The arm's mean token cost (lam * tokens), else all arms', else 0."""
+        for stat in (f"c:{arm}", f"c:{ALL}"):
+            s, n = self._sn("global", "", stat)
+            if n:
+                return s / n
+        return 0.0
+
+    def value(self, context: Context | str, arm: str) -> tuple[float, float]:
+        """(mean, sd) of the expected reward of `arm` in `context` (STOP: exactly (0, 0))."""
+        self._check_arm(arm)
+        if arm == STOP:
+            return STOP_REWARD, 0.0
+        q, vq = _beta_moments(*self.q(context))
+        f, vf = _beta_moments(*self.rate(context, "f", arm))
+        b, vb = _beta_moments(*self.rate(context, "b", arm))
+        mean = (1 - q) * f - q * b - self.cost(arm)
+        var = ((1 - q) ** 2 + vq) * vf + (q * q + vq) * vb + (f + b) ** 2 * vq
+        return mean, math.sqrt(var)
+
+    def expected_reward(self, context: Context | str, arm: str) -> float:
+        return self.value(context, arm)[0]
+
+    def best_arm(self, context: Context | str) -> str:
+        """The arm with the highest expected reward (no exploration): for evaluation."""
+        return max(self.live_arms(), key=lambda arm: self.expected_reward(context, arm))
+
+    def tries(self, arm: str) -> int:
+        """Reprompts with `arm` so far, over all contexts."""
+        return int(self._sn("global", "", f"c:{arm}")[1])
+
+    # -- pruning
+    def pruned(self, arm: str) -> bool:
+        return arm in self._pruned_set()
+
+    def live_arms(self) -> list[str]:
+        pruned = self._pruned_set()
+        return [arm for arm in self.arms if arm not in pruned]
+
+    def _level_value(self, level: str, key: str, arm: str) -> tuple[float, float, float]:
+        """(tries, lower, upper) 95% bounds of `arm`'s value from one level's own data (flat priors)."""
+        if arm == STOP:
+            return math.inf, 0.0, 0.0
+        n = self._sn(level, key, f"f:{arm}")[1] + self._sn(level, key, f"b:{arm}")[1]
+        q, vq = _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, "q"))))
+        f, vf = _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, f"f:{arm}"))))
+        b, vb = _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, f"b:{arm}"))))
+        mean = (1 - q) * f - q * b - self.cost(arm)
+        half = 1.96 * math.sqrt(((1 - q) ** 2 + vq) * vf + (q * q + vq) * vb + (f + b) ** 2 * vq)
+        return n, mean - half, mean + half
+
+    def _pruned_set(self) -> set[str]:
+        if self.prune_after is None:
+            return set()
+        if self._pruned_at >= 0 and self.updates - self._pruned_at < PRUNE_EVERY:
+            return self._pruned
+        candidate: dict[str, bool] = {}
+        levels = [("global", "")] + [("mode", m) for m in sorted(self.stats["mode"])]
+        for level, key in levels:
+            bounds = {arm: self._level_value(level, key, arm) for arm in self.arms}
+            for arm in self.arms:
+                if arm == STOP or candidate.get(arm) is False:
+                    continue
+                n, _, upper = bounds[arm]
+                if n < self.prune_after:
+                    if level == "global":
+                        candidate[arm] = False
+                    continue
+                best_lower = max(b[1] for other, b in bounds.items() if other != arm)
+                candidate[arm] = upper < best_lower
+        self._pruned, self._pruned_at = {arm for arm, yes in candidate.items() if yes}, self.updates
+        return self._pruned
+
+    # -- choosing and learning
+    def select(self, context: Context | str) -> str:
+        self.step += 1
+        live = [arm for arm in self.live_arms() if arm != STOP]
+        tries = {arm: self.tries(arm) for arm in live}
+        fewest = min(tries.values(), default=self.min_tries)
+        if fewest < self.min_tries:
+            return self.rng.choice([arm for arm in live if tries[arm] == fewest])
+        best, best_bound = STOP, STOP_REWARD
+        for arm in live:
+            mean, sd = self.value(context, arm)
+            if mean + self.exploration * sd > best_bound:
+                best, best_bound = arm, mean + self.exploration * sd
+        return best
+
+    def update(self, context: Context | str, arm: str, reward: float, outcome: Outcome | None = None) -> None:
+        self._check_arm(arm)
+        r = _finite(reward)
+        key = _key(context)
+        mode, conf = self._levels(key)
+        self.updates += 1
+        if outcome is None:  # read what the reward tells: a fix, a break, or neither
+            prev = False if r > 0.5 else True if r < -0.5 else None
+            new = None if prev is None else not prev
+        else:
+            prev, new = outcome.prev_correct, outcome.new_correct
+        rows: list[tuple[str, float]] = []
+        if prev is not None:
+            rows.append(("q", float(prev)))
+        if arm != STOP:
+            if prev is not None:
+                kind, hit = ("b", not new) if prev else ("f", bool(new))
+                rows += [(f"{kind}:{arm}", float(hit)), (f"{kind}:{ALL}", float(hit))]
+            cost = (int(bool(new)) - int(bool(prev))) - r if prev is not None else -r
+            rows += [(f"c:{arm}", max(cost, 0.0)), (f"c:{ALL}", max(cost, 0.0))]
+        for level, where in (("ctx", key), ("mode", mode), ("conf", conf), ("global", "")):
+            for stat, x in rows:
+                if level == "conf" and stat != "q" or level != "global" and stat.startswith("c:"):
+                    continue
+                row = self.stats[level].setdefault(where, {}).setdefault(stat, [0.0, 0.0])
+                row[0] += x
+                row[1] += 1
+
+    # -- persistence
+    def _config(self) -> dict[str, Any]:
+        return {
+            "strength": self.strength,
+            "exploration": self.exploration,
+            "min_tries": self.min_tries,
+            "prune_after": self.prune_after,
+        }
+
+    def _state(self) -> dict[str, Any]:
+        pruned = {"arms": sorted(self._pruned), "at": self._pruned_at}
+        return {**super()._state(), "stats": self.stats, "updates": self.updates, "pruned": pruned}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self.updates = int(state["updates"])
+        self._pruned, self._pruned_at = set(state["pruned"]["arms"]), int(state["pruned"]["at"])
+        self.stats = {
+            level: {k: {stat: [float(v[0]), float(v[1])] for stat, v in row.items()} for k, row in rows.items()}
+            for level, rows in state["stats"].items()
+        }
+        for arm in self._pruned:
+            self._check_arm(arm)
+
+
+def _beta_moments(a: float, b: float) -> tuple[float, float]:
+    """Mean and variance of Beta(a, b)."""
+    n = a + b
+    m = a / n
+    return m, m * (1 - m) / (n + 1)
+
+
+def _sf(sn: tuple[float, float]) -> tuple[float, float]:
+    """(successes, failures) from (S, N)."""
+    return sn[0], sn[1] - sn[0]
+
+
 POLICY_KINDS: dict[str, type[Policy]] = {
     p.kind: p
     for p in (
         ThompsonPolicy,
         SharedThompsonPolicy,
+        OutcomeUCBPolicy,
         EpsilonGreedyPolicy,
         NeverRepromptPolicy,
         FixedPolicy,
@@ -665,11 +936,20 @@ def load_policy(path: str | Path) -> Policy:
 
 @dataclass(frozen=True)
 class Update:
-    """One policy update: which (context, arm) was credited with which reward."""
+    """One policy update: which (context, arm) was credited with which reward, and its outcome."""
 
     context: str
     arm: str
     reward: float
+    outcome: Outcome | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a trace logs it: context, arm, reward, then prev_correct, new_correct, tokens."""
+        out: dict[str, Any] = {"context": self.context, "arm": self.arm, "reward": self.reward}
+        if self.outcome is not None:
+            o = self.outcome
+            out |= {"prev_correct": o.prev_correct, "new_correct": o.new_correct, "tokens": o.tokens}
+        return out
 
 
 class Credit:
@@ -707,7 +987,7 @@ class Credit:
             raise AssayError("the previous reprompt's answer was not observed: call observe() before choose()")
         arm = self.policy.select(context)
         if arm == STOP:
-            self._credit(context, STOP, STOP_REWARD)
+            self._credit(context, STOP, STOP_REWARD, Outcome(bool(prev_correct), bool(prev_correct), 0))
         else:
             self._pending = (context, arm, bool(prev_correct))
         return arm
@@ -719,21 +999,22 @@ class Credit:
         context, arm, prev = self._pending
         self._pending = None
         r = reward(prev, new_correct, tokens, self.lam)
-        self._credit(context, arm, r)
+        self._credit(context, arm, r, Outcome(prev, bool(new_correct), int(tokens)))
         return r
 
-    def _credit(self, context: Context | str, arm: str, r: float) -> None:
+    def _credit(self, context: Context | str, arm: str, r: float, outcome: Outcome) -> None:
         if self.apply:
-            self.policy.update(context, arm, r)
-        self.updates.append(Update(_key(context), arm, r))
+            self.policy.update(context, arm, r, outcome)
+        self.updates.append(Update(_key(context), arm, r, outcome))
 
 
 def apply_episode(policy: Policy, key: str, updates: list[dict[str, Any]]) -> bool:
-    """Apply one finished episode's logged updates ([{"context", "arm", "reward"}], a trace's
-    `updates`) unless the episode `key` was applied already; returns whether it was applied."""
+    """Apply one finished episode's logged updates ([{"context", "arm", "reward", and optionally
+    "prev_correct", "new_correct", "tokens"}], a trace's `updates`) unless the episode `key` was
+    applied already; returns whether it was applied."""
     if key in policy.applied:
         return False
     for u in updates:
-        policy.update(u["context"], u["arm"], float(u["reward"]))
+        policy.update(u["context"], u["arm"], float(u["reward"]), Outcome.from_update(u))
     policy.applied.add(key)
     return True

@@ -120,13 +120,18 @@ class TurnRecord(BaseModel):
 
 
 class UpdateRecord(BaseModel):
-    """One policy update of an episode: `reward` credited to (`context`, `arm`)."""
+    """One policy update of an episode: `reward` credited to (`context`, `arm`); whether the answer
+    before the decision was right, whether the one after it is (STOP: the same) and the reprompt's
+    tokens (STOP: 0). Traces written before the last three were logged lack them."""
 
     model_config = ConfigDict(extra="ignore")
 
     context: str
     arm: str
     reward: float
+    prev_correct: bool | None = None
+    new_correct: bool | None = None
+    tokens: int | None = None
 
 
 class TraceRecord(BaseModel):

@@ -8,9 +8,9 @@ policy can be run for 1,000 episodes over 20 seeds in seconds. An episode, as th
     for turn in 1..max_turns:
         mc = draw(contexts[right])                            # the predictor's 'mode|confidence'
         arm = policy.select(f"{mc}|{turn_bin(turn)}")
-        if arm == stop: update(context, stop, 0); break
+        if arm == stop: update(context, stop, 0, outcome=(right, right, 0)); break
         new = right and not draw(r2w) or not right and draw(w2r)   # rates[(mc, arm)]
-        update(context, arm, reward(right, new, tokens, lam)); right = new
+        update(context, arm, reward(right, new, tokens, lam), outcome=(right, new, tokens)); right = new
 
 The rates (`Rates`) are per ('mode|confidence', arm): right->wrong, wrong->right and tokens, with the
 context distribution given the answer is right or wrong, and P(initial answer right). They come from
@@ -32,6 +32,8 @@ from assay.correct.policy import (
     EpsilonGreedyPolicy,
     FixedPolicy,
     NeverRepromptPolicy,
+    Outcome,
+    OutcomeUCBPolicy,
     Policy,
     RandomPolicy,
     SharedThompsonPolicy,
@@ -239,7 +241,7 @@ def rates_from_toml(path: str | Path) -> Rates:
 
 
 def make_policy(name: str, arms: list[str], seed: int) -> Policy:
-    """never, random, epsilon, thompson, shared, or fixed:ARM."""
+    """never, random, epsilon, thompson, shared, ucb, or fixed:ARM."""
     if name == "never":
         return NeverRepromptPolicy()
     if name.startswith("fixed:"):
@@ -248,9 +250,9 @@ def make_policy(name: str, arms: list[str], seed: int) -> Policy:
             raise ConfigError(f"fixed:{arm}: not an arm of these rates ({', '.join(arms[:5])}, ...)")
         return FixedPolicy(arm)
     kinds = {"random": RandomPolicy, "epsilon": EpsilonGreedyPolicy, "thompson": ThompsonPolicy}
-    kinds["shared"] = SharedThompsonPolicy
+    kinds |= {"shared": SharedThompsonPolicy, "ucb": OutcomeUCBPolicy}
     if name not in kinds:
-        raise ConfigError(f"unknown policy {name!r}: never, fixed:ARM, random, epsilon, thompson or shared")
+        raise ConfigError(f"unknown policy {name!r}: never, fixed:ARM, random, epsilon, thompson, shared or ucb")
     return kinds[name]([*arms, STOP], rng=seed)
 
 
@@ -276,12 +278,12 @@ def simulate(rates: Rates, policy: Policy, episodes: int, seed: int) -> Episodes
             context = f"{mc}|{turn_bin(turn)}"
             arm = policy.select(context)
             if arm == STOP:
-                policy.update(context, STOP, STOP_REWARD)
+                policy.update(context, STOP, STOP_REWARD, Outcome(right, right, 0))
                 break
             r = rates.rate(mc, arm)
             new = (rng.random() >= r.right_to_wrong) if right else (rng.random() < r.wrong_to_right)
             step = reward(right, new, round(r.tokens), rates.lam)
-            policy.update(context, arm, step)
+            policy.update(context, arm, step, Outcome(right, new, round(r.tokens)))
             total += step
             reprompts += 1
             right = new
