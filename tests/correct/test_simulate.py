@@ -19,7 +19,16 @@ from assay.correct.policy import (
     ThompsonPolicy,
     apply_episode,
 )
-from assay.correct.simulate import ANY, ArmRates, Rates, compare, make_policy, rates_from_toml, simulate
+from assay.correct.simulate import (
+    ANY,
+    ArmRates,
+    Rates,
+    compare,
+    make_policy,
+    rates_from_toml,
+    rates_to_toml,
+    simulate,
+)
 from assay.errors import ConfigError
 from tests.conftest import one_error, run_cli
 
@@ -184,6 +193,11 @@ def test_simulate_command(tmp_path, capsys):
     result = json.loads(out)
     expected = {"never", "fixed:redo", "fixed:review", "random", "epsilon", "thompson", "shared", "ucb"}
     assert set(result["policies"]) == expected
+    saved = tmp_path / "saved.toml"  # --save-rates writes what --rates reads back, number for number
+    code, _, err = run_cli(capsys, "correct", "simulate", "--rates", path, "--episodes", "5", "--save-rates", saved)
+    assert code == 0, err
+    again = rates_from_toml(saved)
+    assert again == rates_from_toml(path) and rates_to_toml(again) == saved.read_text()
     code, _, err = run_cli(capsys, "correct", "simulate", "--episodes", "5")
     assert "traces.jsonl files or --rates" in one_error(code, err)
 

@@ -197,6 +197,10 @@ def simulate_cmd(
         int | None, typer.Option("--max-turns", min=1, help="Reprompts at most.  [default: the traces' or the file's]")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Write the result as JSON.")] = None,
+    save_rates: Annotated[
+        Path | None,
+        typer.Option("--save-rates", metavar="FILE", help="Also write the rates as a TOML file (for --rates)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run policies on simulated episodes, with rates estimated from traces or given in a TOML file; print
@@ -207,15 +211,17 @@ def simulate_cmd(
     \b
         assay correct simulate runs/cmp/*/traces.jsonl --episodes 300 --seeds 20
     """
-    from assay.correct.simulate import compare, format_compare, rates_from_toml, rates_from_traces
+    from assay.correct.simulate import compare, format_compare, rates_from_toml, rates_from_traces, rates_to_toml
     from assay.errors import ConfigError
-    from assay.io import atomic_write_json
+    from assay.io import atomic_write_json, atomic_write_text
 
     if bool(traces) == (rates is not None):
         raise ConfigError("give traces.jsonl files or --rates FILE (one of the two)")
     model = rates_from_toml(rates) if rates is not None else rates_from_traces(list(traces))
     if max_turns is not None:
         model.max_turns = max_turns
+    if save_rates is not None:
+        atomic_write_text(save_rates, rates_to_toml(model))
     names = comma_list(policies) or ["never", "fixed:*", "random", "epsilon", "thompson", "shared", "ucb"]
     result = compare(model, names, episodes, seeds)
     if out is not None:

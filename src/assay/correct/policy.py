@@ -451,7 +451,94 @@ class RandomPolicy(_Random):
         return self.rng.choice(self.arms)
 
 
-class SharedThompsonPolicy(_Random):
+class _Pooled(_Random):
+    """A learner that keeps [S, N] statistics at several levels (level -> key -> statistic -> [S, N])
+    and drops the arms its data rules out: tried at least `prune_after` times (None: never prune)
+    and, over all contexts and at every other level where tried that often, a 95% upper bound below
+    another arm's 95% lower bound (`_bounds`; STOP's are fixed). The pruned set is recomputed every
+    PRUNE_EVERY updates and saved with the state (with when it was computed), so a resumed policy
+    prunes as an uninterrupted one."""
+
+    LEVELS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, arms: tuple[str, ...] | list[str], rng: random.Random | int | None, prune_after: int | None):
+        super().__init__(arms, rng)
+        if prune_after is not None and prune_after < 1:
+            raise AssayError(f"prune_after must be >= 1 or None, got {prune_after}")
+        self.prune_after = prune_after
+        self.stats: dict[str, dict[str, dict[str, list[float]]]] = {level: {} for level in self.LEVELS}
+        self.updates = 0  # update() calls: the pruned set is recomputed only after new ones
+        self._pruned: set[str] = set()
+        self._pruned_at = -1
+
+    def _sn(self, level: str, key: str, stat: str) -> tuple[float, float]:
+        row = self.stats[level].get(key, {}).get(stat)
+        return (0.0, 0.0) if row is None else (row[0], row[1])
+
+    def _add(self, level: str, key: str, stat: str, x: float) -> None:
+        row = self.stats[level].setdefault(key, {}).setdefault(stat, [0.0, 0.0])
+        row[0] += x
+        row[1] += 1
+
+    def _bounds(self, level: str, key: str, arm: str) -> tuple[float, float, float]:
+        """(tries, lower, upper) of `arm` from one level's data."""
+        raise NotImplementedError
+
+    def _prune_levels(self) -> list[tuple[str, str]]:
+        """The (level, key)s the pruning rule checks, all contexts ("global", "") first."""
+        raise NotImplementedError
+
+    def _stat_arm(self, stat: str) -> str | None:
+        """The arm a statistic's name refers to (None: all arms, or none)."""
+        return None
+
+    def pruned(self, arm: str) -> bool:
+        """Whether the data rules `arm` out (see the class docstring)."""
+        return arm in self._pruned_set()
+
+    def live_arms(self) -> list[str]:
+        pruned = self._pruned_set()
+        return [arm for arm in self.arms if arm not in pruned]
+
+    def _pruned_set(self) -> set[str]:
+        if self.prune_after is None:
+            return set()
+        if self._pruned_at >= 0 and self.updates - self._pruned_at < PRUNE_EVERY:
+            return self._pruned
+        candidate: dict[str, bool] = {}
+        for level, key in self._prune_levels():
+            bounds = {arm: self._bounds(level, key, arm) for arm in self.arms}
+            for arm in self.arms:
+                if arm == STOP or candidate.get(arm) is False:
+                    continue
+                n, _, upper = bounds[arm]
+                if n < self.prune_after:
+                    if level == "global":
+                        candidate[arm] = False
+                    continue
+                candidate[arm] = upper < max(b[1] for other, b in bounds.items() if other != arm)
+        self._pruned, self._pruned_at = {arm for arm, yes in candidate.items() if yes}, self.updates
+        return self._pruned
+
+    def _state(self) -> dict[str, Any]:
+        pruned = {"arms": sorted(self._pruned), "at": self._pruned_at}
+        return {**super()._state(), "stats": self.stats, "updates": self.updates, "pruned": pruned}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self.updates = int(state.get("updates", 0))
+        pruned = state.get("pruned", {"arms": [], "at": -1})
+        self._pruned, self._pruned_at = set(pruned["arms"]), int(pruned["at"])
+        self.stats = {level: {} for level in self.LEVELS} | {
+            level: {k: {stat: [float(v[0]), float(v[1])] for stat, v in row.items()} for k, row in rows.items()}
+            for level, rows in state["stats"].items()
+        }
+        named = {self._stat_arm(stat) for rows in self.stats.values() for row in rows.values() for stat in row}
+        for arm in self._pruned | (named - {None}):
+            self._check_arm(arm)
+
+
+class SharedThompsonPolicy(_Pooled):
     """Thompson sampling whose (context, arm) posteriors share strength across contexts: hierarchical
     Beta priors, context <- failure mode <- global (docs/correct.md, "Sharing strength").
 
@@ -488,6 +575,7 @@ class SharedThompsonPolicy(_Random):
 
     kind = "shared"
     learns = True
+    LEVELS = ("ctx", "mode", "global")
 
     def __init__(
         self,
@@ -499,24 +587,13 @@ class SharedThompsonPolicy(_Random):
         sample_stop: bool = False,
         prune_after: int | None = 10,
     ):
-        super().__init__(arms, rng)
+        super().__init__(arms, rng, prune_after)  # stats: level -> key -> arm (or ALL) -> [S, N]
         if prior_alpha <= 0 or prior_beta <= 0 or strength < 0:
             raise AssayError(
                 f"need prior_alpha, prior_beta > 0 and strength >= 0 (got {prior_alpha}, {prior_beta}, {strength})"
             )
-        if prune_after is not None and prune_after < 1:
-            raise AssayError(f"prune_after must be >= 1 or None, got {prune_after}")
         self.strength, self.prior_alpha, self.prior_beta = float(strength), float(prior_alpha), float(prior_beta)
-        self.sample_stop, self.prune_after = bool(sample_stop), prune_after
-        # level ("ctx", "mode", "global") -> key -> arm -> [S, N]
-        self.stats: dict[str, dict[str, dict[str, list[float]]]] = {"ctx": {}, "mode": {}, "global": {}}
-        self.updates = 0  # update() calls: the pruned set is recomputed only after new ones
-        self._pruned: set[str] = set()
-        self._pruned_at = -1
-
-    def _sn(self, level: str, key: str, arm: str) -> tuple[float, float]:
-        row = self.stats[level].get(key, {}).get(arm)
-        return (0.0, 0.0) if row is None else (row[0], row[1])
+        self.sample_stop = bool(sample_stop)
 
     def params(self, context: Context | str, arm: str) -> tuple[float, float]:
         """(alpha, beta) of the Beta posterior of one (context, arm)."""
@@ -569,39 +646,11 @@ class SharedThompsonPolicy(_Random):
         half = 1.96 * math.sqrt(mean * (1 - mean) / (a + b + 1))
         return n, mean - half, mean + half
 
-    def pruned(self, arm: str) -> bool:
-        """Whether the data rules `arm` out: tried at least `prune_after` times, and its upper bound
-        on p below the best lower bound of another arm (STOP: 1/2) over all contexts, and in every
-        failure mode and context where it was tried that often (successive elimination, per level)."""
-        return arm in self._pruned_set()
+    def _prune_levels(self) -> list[tuple[str, str]]:
+        return [("global", "")] + [("mode", m) for m in self.stats["mode"]] + [("ctx", c) for c in self.stats["ctx"]]
 
-    def _pruned_set(self) -> set[str]:
-        """The pruned arms, recomputed every PRUNE_EVERY updates (the last result and when it was
-        computed are saved with the state, so a resumed policy prunes as an uninterrupted one)."""
-        if self.prune_after is None:
-            return set()
-        if self._pruned_at >= 0 and self.updates - self._pruned_at < PRUNE_EVERY:
-            return self._pruned
-        candidate: dict[str, bool] = {}
-        levels = [("global", "")] + [("mode", m) for m in self.stats["mode"]] + [("ctx", c) for c in self.stats["ctx"]]
-        for level, key in levels:
-            bounds = {arm: self._bounds(level, key, arm) for arm in self.arms}
-            lowers = sorted((b[1], arm) for arm, b in bounds.items())
-            for arm in self.arms:
-                if arm == STOP or candidate.get(arm) is False:
-                    continue
-                n, _, upper = bounds[arm]
-                if n < self.prune_after:
-                    if level == "global":
-                        candidate[arm] = False
-                    continue
-                best_lower = lowers[-1][0] if lowers[-1][1] != arm else lowers[-2][0]
-                candidate[arm] = upper < best_lower
-        self._pruned, self._pruned_at = {arm for arm, yes in candidate.items() if yes}, self.updates
-        return self._pruned
-
-    def live_arms(self) -> list[str]:
-        return [arm for arm in self.arms if not self.pruned(arm)]
+    def _stat_arm(self, stat: str) -> str | None:
+        return None if stat == ALL else stat
 
     def select(self, context: Context | str) -> str:
         """Sharing (the default): the template with the highest Thompson draw, then reprompt with it
@@ -628,9 +677,7 @@ class SharedThompsonPolicy(_Random):
         self.updates += 1
         for level, k in (("ctx", key), ("mode", key.split("|", 1)[0]), ("global", "")):
             for which in (arm, ALL) if arm != STOP else (arm,):
-                row = self.stats[level].setdefault(k, {}).setdefault(which, [0.0, 0.0])
-                row[0] += p
-                row[1] += 1
+                self._add(level, k, which, p)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -641,27 +688,8 @@ class SharedThompsonPolicy(_Random):
             "prune_after": self.prune_after,
         }
 
-    def _state(self) -> dict[str, Any]:
-        pruned = {"arms": sorted(self._pruned), "at": self._pruned_at}
-        return {**super()._state(), "stats": self.stats, "updates": self.updates, "pruned": pruned}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
-        self.updates = int(state.get("updates", 0))
-        pruned = state.get("pruned", {"arms": [], "at": -1})
-        self._pruned, self._pruned_at = set(pruned["arms"]), int(pruned["at"])
-        self.stats = {
-            level: {k: {a: [float(v[0]), float(v[1])] for a, v in row.items()} for k, row in rows.items()}
-            for level, rows in state["stats"].items()
-        }
-        for rows in self.stats.values():
-            for row in rows.values():
-                for arm in row:
-                    if arm != ALL:
-                        self._check_arm(arm)
-
-
-class OutcomeUCBPolicy(_Random):
+class OutcomeUCBPolicy(_Pooled):
     """The default learner: a model of what a reprompt does, shared across contexts and arms, and an
     upper confidence bound on its value (docs/correct.md, "The outcome model").
 
@@ -694,6 +722,7 @@ class OutcomeUCBPolicy(_Random):
 
     kind = "ucb"
     learns = True
+    LEVELS = ("ctx", "mode", "conf", "global")
     P_RIGHT: ClassVar[dict[str, float]] = {"<0.4": 0.3, "<0.7": 0.5, ">=0.7": 0.7}
     BASE_RATE = 0.2  # prior mean of f and b before any data
 
@@ -701,26 +730,19 @@ class OutcomeUCBPolicy(_Random):
         self,
         arms: tuple[str, ...] | list[str],
         rng: random.Random | int | None = None,
-        strength: float = 2.0,
-        exploration: float = 1.5,
+        strength: float = 4.0,
+        exploration: float = 1.0,
         min_tries: int = 3,
         prune_after: int | None = 10,
     ):
-        super().__init__(arms, rng)
+        super().__init__(arms, rng, prune_after)
         if strength <= 0 or exploration < 0 or min_tries < 0:
             raise AssayError(
                 f"need strength > 0, exploration >= 0 and min_tries >= 0 (got {strength}, {exploration}, {min_tries})"
             )
-        if prune_after is not None and prune_after < 1:
-            raise AssayError(f"prune_after must be >= 1 or None, got {prune_after}")
         self.strength, self.exploration, self.min_tries = float(strength), float(exploration), int(min_tries)
-        self.prune_after = prune_after
-        # level ("ctx", "mode", "conf", "global") -> key -> statistic -> [S, N]; statistics: "q",
-        # "f:ARM", "b:ARM", "f:*", "b:*" (all arms), "c:ARM", "c:*" (cost: S = summed cost)
-        self.stats: dict[str, dict[str, dict[str, list[float]]]] = {"ctx": {}, "mode": {}, "conf": {}, "global": {}}
-        self.updates = 0
-        self._pruned: set[str] = set()
-        self._pruned_at = -1
+        # stats: level -> key -> statistic -> [S, N]; statistics: "q", "f:ARM", "b:ARM", "f:*", "b:*"
+        # (all arms), "c:ARM", "c:*" (cost: S = summed cost)
 
     # -- the model
     @staticmethod
@@ -728,10 +750,6 @@ class OutcomeUCBPolicy(_Random):
         """(failure mode, confidence bin) of a context key ('' where the key has no such part)."""
         parts = key.split("|")
         return parts[0], parts[1] if len(parts) > 2 else ""
-
-    def _sn(self, level: str, key: str, stat: str) -> tuple[float, float]:
-        row = self.stats[level].get(key, {}).get(stat)
-        return (0.0, 0.0) if row is None else (row[0], row[1])
 
     def _shrink(self, prior: float, level: str, key: str, stat: str) -> float:
         s, n = self._sn(level, key, stat)
@@ -791,14 +809,14 @@ class OutcomeUCBPolicy(_Random):
         return int(self._sn("global", "", f"c:{arm}")[1])
 
     # -- pruning
-    def pruned(self, arm: str) -> bool:
-        return arm in self._pruned_set()
+    def _prune_levels(self) -> list[tuple[str, str]]:
+        return [("global", "")] + [("mode", m) for m in sorted(self.stats["mode"])]
 
-    def live_arms(self) -> list[str]:
-        pruned = self._pruned_set()
-        return [arm for arm in self.arms if arm not in pruned]
+    def _stat_arm(self, stat: str) -> str | None:
+        arm = stat.split(":", 1)[1] if ":" in stat else ALL
+        return None if arm == ALL else arm
 
-    def _level_value(self, level: str, key: str, arm: str) -> tuple[float, float, float]:
+    def _bounds(self, level: str, key: str, arm: str) -> tuple[float, float, float]:
         """(tries, lower, upper) 95% bounds of `arm`'s value from one level's own data (flat priors)."""
         if arm == STOP:
             return math.inf, 0.0, 0.0
@@ -809,28 +827,6 @@ class OutcomeUCBPolicy(_Random):
         mean = (1 - q) * f - q * b - self.cost(arm)
         half = 1.96 * math.sqrt(((1 - q) ** 2 + vq) * vf + (q * q + vq) * vb + (f + b) ** 2 * vq)
         return n, mean - half, mean + half
-
-    def _pruned_set(self) -> set[str]:
-        if self.prune_after is None:
-            return set()
-        if self._pruned_at >= 0 and self.updates - self._pruned_at < PRUNE_EVERY:
-            return self._pruned
-        candidate: dict[str, bool] = {}
-        levels = [("global", "")] + [("mode", m) for m in sorted(self.stats["mode"])]
-        for level, key in levels:
-            bounds = {arm: self._level_value(level, key, arm) for arm in self.arms}
-            for arm in self.arms:
-                if arm == STOP or candidate.get(arm) is False:
-                    continue
-                n, _, upper = bounds[arm]
-                if n < self.prune_after:
-                    if level == "global":
-                        candidate[arm] = False
-                    continue
-                best_lower = max(b[1] for other, b in bounds.items() if other != arm)
-                candidate[arm] = upper < best_lower
-        self._pruned, self._pruned_at = {arm for arm, yes in candidate.items() if yes}, self.updates
-        return self._pruned
 
     # -- choosing and learning
     def select(self, context: Context | str) -> str:
@@ -871,9 +867,7 @@ class OutcomeUCBPolicy(_Random):
             for stat, x in rows:
                 if level == "conf" and stat != "q" or level != "global" and stat.startswith("c:"):
                     continue
-                row = self.stats[level].setdefault(where, {}).setdefault(stat, [0.0, 0.0])
-                row[0] += x
-                row[1] += 1
+                self._add(level, where, stat, x)
 
     # -- persistence
     def _config(self) -> dict[str, Any]:
@@ -883,21 +877,6 @@ class OutcomeUCBPolicy(_Random):
             "min_tries": self.min_tries,
             "prune_after": self.prune_after,
         }
-
-    def _state(self) -> dict[str, Any]:
-        pruned = {"arms": sorted(self._pruned), "at": self._pruned_at}
-        return {**super()._state(), "stats": self.stats, "updates": self.updates, "pruned": pruned}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
-        self.updates = int(state["updates"])
-        self._pruned, self._pruned_at = set(state["pruned"]["arms"]), int(state["pruned"]["at"])
-        self.stats = {
-            level: {k: {stat: [float(v[0]), float(v[1])] for stat, v in row.items()} for k, row in rows.items()}
-            for level, rows in state["stats"].items()
-        }
-        for arm in self._pruned:
-            self._check_arm(arm)
 
 
 def _beta_moments(a: float, b: float) -> tuple[float, float]:

@@ -20,6 +20,7 @@ all arms') or from a TOML file (`rates_from_toml`, format in docs/correct.md).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -235,6 +236,25 @@ def rates_from_toml(path: str | Path) -> Rates:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"rates file {path}: missing or bad field {exc} (format: docs/correct.md)") from None
+
+
+def rates_to_toml(rates: Rates) -> str:
+    """`rates` as a file `rates_from_toml` reads back (the same numbers: floats are written with repr)."""
+
+    def key(k: str) -> str:
+        return json.dumps(k)  # a TOML basic string is a JSON string
+
+    lines = [f"p_initial = {rates.p_initial!r}", f"max_turns = {rates.max_turns}", f"lam = {rates.lam!r}", "[contexts]"]
+    for side in ("right", "wrong"):
+        cells = ", ".join(f"{key(mc)} = {w!r}" for mc, w in sorted(rates.contexts[side].items()))
+        lines.append(f"{side} = {{{cells}}}")
+    for (mc, arm), r in sorted(rates.table.items(), key=lambda kv: (kv[0][1], kv[0][0] != ANY, kv[0][0])):
+        lines += ["", "[[rates]]", f"arm = {key(arm)}"]
+        if mc != ANY:
+            lines.append(f"context = {key(mc)}")
+        lines += [f"right_to_wrong = {r.right_to_wrong!r}", f"wrong_to_right = {r.wrong_to_right!r}",
+                  f"tokens = {r.tokens!r}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- running policies
