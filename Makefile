@@ -3,7 +3,7 @@
 #               synthetic data with it, fine-tune two judges and rank 50 held-out pairs (~9 min on 2 cores;
 #               `make demo DEMO_SCALE=4` for a bigger run)
 #   make synth-demo  the LLM synthetic-data pipeline offline with a local model (docs/synth.md)
-#   make test   install the dev dependencies and the ray extra into .venv (and Debian's chromium, as root)
+#   make test   install the dev dependencies and the ray, wandb and tensorboard extras into .venv (and Debian's chromium, as root)
 #               and run the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 # One resolution with the dev extras (not the package first and then again with them): a fresh
 # `make test` installs once. It also counts as `make install`.
 $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install $(CONSTRAINTS) -e '.[dev,bench,ray]'
+	$(PIP) install $(CONSTRAINTS) -e '.[dev,bench,ray,wandb,tensorboard]'
 	$(PIP) install $(CONSTRAINTS) --no-deps $(NO_DEPS)
 	@touch $@ $(VENV)/.installed
 

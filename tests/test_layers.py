@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 LAYERS = {
     "foundation": {
         "checkpoint_io", "cluster", "config", "configs", "devices", "errors", "io", "plugins", "progress", "rng",
-        "sampling", "stats", "version",
+        "sampling", "stats", "tracking", "version",
     },
     "core": {"data", "embeddings", "generate", "llm", "masking", "model", "pipeline", "train"},
     "feature": {"correct", "experiments", "judges", "music", "serve", "synth"},

@@ -49,11 +49,13 @@ def test_torchrun_two_processes_match_one_process_with_the_global_batch(tmp_path
     sections = {"model": {"attention": "causal"}, "train": {"max_iters": 6, "eval_interval": 3}}
     two = tiny_tree(tmp_path / "ddp", **sections)
     two["train"]["batch_size"] = 4
+    two["log"] = {"backend": "tensorboard"}
     proc = torchrun("train", "-c", write_toml(two, tmp_path / "ddp.toml"))
     state = json.loads((tmp_path / "ddp/last/state.json").read_text())
     assert state["world_size"] == 2
     assert (tmp_path / "ddp/last/rank1.safetensors").exists()
     assert proc.stdout.count("run saved to") == 1  # rank 0 alone reports
+    assert len(list((tmp_path / "ddp/tensorboard").glob("events.out.tfevents.*"))) == 1  # and alone tracks
 
     one = tiny_tree(tmp_path / "single", **sections)
     single = subprocess.run(

@@ -59,6 +59,7 @@ def train(
     from assay.data.corpus import check_corpus_spec
     from assay.devices import resolve_device
     from assay.errors import CheckpointError, ConfigError
+    from assay.tracking import check_backend
     from assay.train.checkpoint import load_checkpoint
     from assay.train.config import RunConfig
     from assay.train.reference import config_summary, config_toml
@@ -86,6 +87,7 @@ def train(
     device = resolve_device(cfg.run.device, int(os.environ.get("LOCAL_RANK", "0")))  # a missing GPU: now
     if not cfg.data.stream:
         check_corpus_spec(cfg.data.corpus)  # a missing corpus too, before the run is announced
+    check_backend(cfg.log)  # and a missing tracker extra
     holds_a_run = any((Path(cfg.run.out_dir) / name).exists() for name in RUN_FILES)
     if os.environ.get("RANK", "0") == "0" and (resume or overwrite or not holds_a_run):  # else the trainer refuses
         opening = _opening(cfg, config, out, overrides, ckpt, overwrite and holds_a_run)

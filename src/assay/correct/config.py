@@ -15,11 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from assay.config import Section
 from assay.llm.settings import LLMSettings
 from assay.pipeline.runner import RunnerSettings
+from assay.tracking import TrackingSettings
 
 PolicyName = Literal["ucb", "thompson", "shared", "epsilon", "never", "fixed", "random"]
 # config name -> Policy.kind
@@ -107,3 +108,9 @@ class CorrectRun(Section):
     correct: CorrectConfig = Field(default_factory=CorrectConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    log: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    @model_validator(mode="after")
+    def _share_log(self):
+        self.runner.tracking = self.log  # the step runner tracks the summary (assay.pipeline.step)
+        return self

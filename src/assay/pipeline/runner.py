@@ -34,6 +34,7 @@ from assay.config import Section
 from assay.errors import AssayError, DataError
 from assay.io import is_disk_full, read_jsonl
 from assay.progress import progress_bar
+from assay.tracking import TrackingSettings
 
 
 class PipelineAborted(AssayError):
@@ -66,6 +67,8 @@ class RunnerSettings(Section):
     ray_batch_size: int | None = Field(
         None, ge=1, description="Rows per batch handed to a Ray actor; None: twice `concurrency`."
     )
+    # the command's [log] section (assay.tracking), handed over by its config tree; not a runner key
+    tracking: TrackingSettings | None = Field(None, exclude=True)
 
 
 @dataclass

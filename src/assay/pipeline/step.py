@@ -41,6 +41,7 @@ from assay.errors import ConfigError, DataError
 from assay.io import JSONL_MAX, atomic_write_text, check_size, jsonl_rows, read_jsonl, writing
 from assay.pipeline.runner import RunnerSettings, RunStats, arun_rows, guard_outputs
 from assay.pipeline.usage import usage_delta
+from assay.tracking import check_backend, open_tracker
 
 
 @dataclass
@@ -176,6 +177,7 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
         from assay.cluster import import_ray
 
         import_ray()  # a missing extra is said before anything is written
+    check_backend(step.runner.tracking)  # likewise a missing tracker
     guard_outputs(step.outputs(), step.runner)
     if step.runner.overwrite and not step.runner.resume:
         for path in step.stale_files():
@@ -196,6 +198,7 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
         summary = step.finish(stats)
         if usage is not None:
             summary["usage"] = usage
+        track_summary(step, sections, summary)
         return summary
 
     own = client is None and step.llm is not None
@@ -221,7 +224,22 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
     summary = step.finish(stats)
     if client is not None:
         summary["usage"] = usage_delta(before, client.usage.summary())
+    track_summary(step, sections, summary)
     return summary
+
+
+def track_summary(step: Step, sections: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The run's summary (rows, errors, scores, usage and cost) to the tracker of the command's [log]
+    section, with the step's settings as the run's config; a resumed run continues its tracker run."""
+    settings = step.runner.tracking
+    if settings is None or settings.backend == "none":
+        return
+    config = {"step": step.name, **sections, "log": settings.model_dump()}
+    tracker = open_tracker(settings, step.out_dir, config, resume_step=0 if step.runner.resume else None)
+    try:
+        tracker.summary(summary)
+    finally:
+        tracker.close()
 
 
 def split_files(input_dir: str | Path, splits: list[str], made_by: str) -> list[Path]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from assay.config import Section
 from assay.llm.settings import LLMSettings
@@ -11,6 +11,7 @@ from assay.synth.ingest import IngestConfig
 from assay.synth.music_configs import MusicConfigsConfig
 from assay.synth.score import ScoreConfig
 from assay.synth.vibes import VibesConfig
+from assay.tracking import TrackingSettings
 
 
 class SynthConfig(Section):
@@ -20,3 +21,9 @@ class SynthConfig(Section):
     vibes: VibesConfig = Field(default_factory=VibesConfig)
     configs: MusicConfigsConfig = Field(default_factory=MusicConfigsConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    log: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    @model_validator(mode="after")
+    def _share_log(self):
+        self.runner.tracking = self.log  # the step runner tracks the summary (assay.pipeline.step)
+        return self

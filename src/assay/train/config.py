@@ -12,6 +12,7 @@ from assay.data.config import DataConfig, StreamConfig
 from assay.devices import DeviceSpec
 from assay.masking.config import MaskingConfig
 from assay.model.config import ModelConfig
+from assay.tracking import TrackingSettings
 
 
 class RunConfig(Section):
@@ -94,6 +95,7 @@ class TrainingConfig(Section):
     masking: MaskingConfig = Field(default_factory=MaskingConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     stream: StreamConfig = Field(default_factory=StreamConfig)  # read by `assay data produce`
+    log: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:

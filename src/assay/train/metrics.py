@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from assay.io import atomic_write, atomic_write_text
+from assay.tracking import Tracker
 
 
 class MetricsLog:
     """Append-only JSONL, flushed per line. On resume, lines beyond the checkpoint's iteration
-    (logged after the last save, before an interruption) are dropped so the log never repeats."""
+    (logged after the last save, before an interruption) are dropped so the log never repeats.
+    `tracker` (assay.tracking): every record also goes there, at its "iter", with the same names."""
 
-    def __init__(self, path: str | Path, resume_iter: int | None = None):
+    def __init__(self, path: str | Path, resume_iter: int | None = None, tracker: Tracker | None = None):
         self.path = Path(path)
+        self.tracker = tracker
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_iter is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("iter", 0) <= resume_iter]
@@ -27,9 +30,13 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(_clean(record)) + "\n")
         self._file.flush()
+        if self.tracker is not None and isinstance(record.get("iter"), int):
+            self.tracker.log({k: v for k, v in record.items() if k != "iter"}, step=record["iter"])
 
     def close(self) -> None:
         self._file.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 def _clean(record: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,8 @@ from assay.errors import AssayError, ConfigError, DataError
 from assay.io import atomic_write_json, folder_lock, remove_entries, remove_temp_directories, write_directory
 from assay.progress import console, make_progress
 from assay.rng import stable_seed
+from assay.tracking import RUN_FILES as TRACKER_FILES
+from assay.tracking import check_backend, open_tracker
 from assay.train.checkpoint import Checkpoint, init_from_checkpoint, save_checkpoint
 from assay.train.config import TrainingConfig
 from assay.train.distributed import Dist
@@ -76,6 +78,7 @@ def config_for_resume(ckpt: Checkpoint, out_dir: str | Path, overrides: list[str
 
 
 RUN_FILES = ("best", "last", "best.old", "last.old", "metrics.jsonl", "eval.json", "loss.png", "config.json")
+RUN_FILES += TRACKER_FILES
 
 
 class NonFiniteLossError(AssayError):
@@ -122,6 +125,7 @@ class Trainer:
         tasks: TaskTable = CORE_TASKS,
         overwrite: bool = False,
     ):
+        check_backend(cfg.log)  # a missing tracker extra: one error before anything is written
         self.cfg, self.dist, self.resume, self.overwrite = cfg, dist, resume, overwrite
         self.task_cls = resume.task if resume else task_for(cfg.objective, tasks)
         self.out = Path(cfg.run.out_dir)
@@ -238,7 +242,9 @@ class Trainer:
         if self.dist.is_main:
             if self.resume is None:
                 atomic_write_json(self.out / "config.json", to_dict(cfg))
-            self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=self.iter if self.resume else None)
+            resume_iter = self.iter if self.resume else None
+            tracker = open_tracker(cfg.log, self.out, to_dict(cfg), resume_step=resume_iter)
+            self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_iter=resume_iter, tracker=tracker)
 
     def _wrap(self) -> None:
         """The module the training step calls: DDP around the model under torchrun (FSDP: the

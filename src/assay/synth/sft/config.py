@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from assay.config import Section
+from assay.tracking import TrackingSettings
 
 # Every linear layer of a Llama-style block: attention and MLP.
 LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -78,3 +79,4 @@ class SFTConfig(Section):
     lora: LoRASection = Field(default_factory=LoRASection)
     train: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
     run: SFTRunConfig = Field(default_factory=SFTRunConfig)
+    log: TrackingSettings = Field(default_factory=TrackingSettings)

@@ -32,6 +32,7 @@ from pydantic import Field
 from assay.config import Section
 from assay.errors import DataError
 from assay.synth.sft.config import LoRASection
+from assay.tracking import TrackingSettings, check_backend, open_tracker
 
 RewardFn = Callable[[str, str], float]
 
@@ -56,6 +57,7 @@ class GRPOConfig(Section):
     threads: int | None = Field(None, ge=1)
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda or cuda:N.")
     lora: LoRASection = Field(default_factory=lambda: LoRASection(dropout=0.0))
+    log: TrackingSettings = Field(default_factory=TrackingSettings)
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
@@ -209,6 +211,7 @@ def train_grpo(cfg: GRPOConfig, reward_fn: RewardFn | None = None) -> dict[str, 
 
     if cfg.data is None:
         raise ConfigError("no prompts: give --data GRPO.jsonl (data)")
+    check_backend(cfg.log)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     prompts = load_prompts(cfg.data, cfg.prompt_field, cfg.limit)
@@ -225,7 +228,7 @@ def train_grpo(cfg: GRPOConfig, reward_fn: RewardFn | None = None) -> dict[str, 
     reward_fn = reward_fn or seed_reward()
     gen = generator(cfg.seed, "grpo-sample")
     out = Path(cfg.out_dir)
-    log = MetricsLog(out / "metrics.jsonl")
+    log = MetricsLog(out / "metrics.jsonl", tracker=open_tracker(cfg.log, out, cfg.model_dump(mode="json")))
     history = []
     started = time.perf_counter()
     try:

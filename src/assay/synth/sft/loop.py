@@ -38,6 +38,8 @@ from assay.llm.local import THREADS_ENV
 from assay.model.transformer import IGNORE_INDEX
 from assay.synth.sft.config import SFTConfig
 from assay.synth.sft.data import Example, SFTData, collate, load_examples, target_tokens
+from assay.tracking import RUN_FILES as TRACKER_FILES
+from assay.tracking import check_backend, open_tracker
 from assay.train.distributed import resolve_device
 from assay.train.optim import warmup_cosine
 
@@ -139,6 +141,7 @@ def _load_split(path: str | None, tokenizer, cfg: SFTConfig, limit: int | None) 
 
 
 RUN_FILES = ("checkpoint", "checkpoint.old", "adapter", "config.json", "metrics.jsonl", "summary.json")
+RUN_FILES += TRACKER_FILES
 
 
 def train_sft(
@@ -154,6 +157,8 @@ def train_sft(
     """
     from assay.config import to_dict
     from assay.io import atomic_write_json, write_directory
+
+    check_backend(cfg.log)  # a missing tracker extra: one error before anything is written
     from assay.progress import console, progress_bar
     from assay.rng import stable_seed
     from assay.synth.sft import checkpoint
@@ -211,7 +216,8 @@ def train_sft(
     start = state["step"]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", to_dict(cfg))
-    log = MetricsLog(out / "metrics.jsonl", resume_iter=start if resume else None)
+    tracker = open_tracker(cfg.log, out, to_dict(cfg), resume_step=start if resume else None)
+    log = MetricsLog(out / "metrics.jsonl", resume_iter=start if resume else None, tracker=tracker)
     started = time.perf_counter()
     val_loss = None
     last_record: dict[str, Any] = {}
