@@ -11,6 +11,7 @@ import torch
 
 from tests.conftest import needs_smollm2
 from tests.synth.test_sft import VIBES, make_tiny_base, smollm2_tokenizer_dir
+from tests.test_tracking import tensorboard_scalars
 
 pytestmark = needs_smollm2  # (a skip outside CI, a failure under CI=true)
 
@@ -123,10 +124,13 @@ def test_train_grpo_writes_metrics_and_adapter(tiny_policy_base, tmp_path):
     data = tmp_path / "GRPO.jsonl"
     data.write_text("".join(json.dumps({"row_id": f"g{i}", "vibe_noisy": v[1]}) + "\n" for i, v in enumerate(VIBES)))
     cfg = grpo_config(tiny_policy_base, tmp_path / "grpo", data, steps=2)
+    cfg.log.backend = "tensorboard"
     summary = train_grpo(cfg, reward_fn=cheap_reward)
     assert summary["steps"] == 2
     rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in rows] == [1, 2] and rows[0]["kl"] == 0.0
+    tracked = tensorboard_scalars(tmp_path / "grpo")  # the same records in the tracker
+    assert tracked["reward_mean"] == pytest.approx({r["iter"]: r["reward_mean"] for r in rows}, rel=1e-6)
     assert (tmp_path / "grpo" / "adapter" / "adapter_model.safetensors").is_file()
 
 

@@ -17,6 +17,7 @@ import torch
 
 from assay.errors import AssayError, DataError
 from tests.conftest import needs_smollm2
+from tests.test_tracking import tensorboard_scalars
 
 pytestmark = needs_smollm2  # (a skip outside CI, a failure under CI=true)
 
@@ -270,6 +271,7 @@ def test_loss_falls_and_resume_continues_exactly(tiny_base, tmp_path):
     assert len(losses(tmp_path / "straight", "val_loss")) == 2  # steps 3 and 6
 
     cfg = sft_config(tmp_path / "resumed", tiny_base, data, val)
+    cfg.log.backend = "tensorboard"  # the tracker continues too (assay.tracking)
     first = train_sft(cfg, stop_after=3)
     assert not first["finished"] and not (tmp_path / "resumed" / "adapter").exists()
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
@@ -281,6 +283,8 @@ def test_loss_falls_and_resume_continues_exactly(tiny_base, tmp_path):
     assert second["finished"]
     assert (tmp_path / "resumed" / "checkpoint").is_dir() and not (tmp_path / "resumed" / "checkpoint.old").exists()
     assert losses(tmp_path / "resumed") == full  # identical, not just close
+    tracked = tensorboard_scalars(tmp_path / "resumed")["train_loss"]
+    assert list(tracked) == [1, 2, 3, 4, 5, 6] and list(tracked.values()) == pytest.approx(full, rel=1e-6)
     assert losses(tmp_path / "resumed", "val_loss") == losses(tmp_path / "straight", "val_loss")
     a = load_file(str(tmp_path / "straight" / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors"))
