@@ -46,3 +46,37 @@ def pick(
     if temperature <= 0:
         return int(torch.argmax(scores.float()))
     return int(draw(probabilities(scores[None], temperature, top_p), generator)[0][0])
+
+
+def penalize(
+    scores: torch.Tensor,
+    history: Sequence[int],
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram: int = 0,
+    candidates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scores of the next token with the two usual guards against loops (as in HF transformers):
+
+    - `repetition_penalty` p > 1 (CTRL, Keskar et al. 2019): the score s of every token already in
+      `history` becomes s / p if s > 0, else s * p;
+    - `no_repeat_ngram` n > 0: a token that would complete an n-gram already in `history` gets -inf,
+      unless that would leave no token at all.
+
+    `scores` is over the whole vocabulary, or over the token ids `candidates` (guided decoding's
+    allowed tokens). Returns new scores; greedy or sampled picking follows as usual."""
+    if not history or (repetition_penalty == 1.0 and no_repeat_ngram <= 0):
+        return scores
+    ids = candidates if candidates is not None else torch.arange(scores.shape[-1])
+    out = scores.float().clone()
+    if repetition_penalty != 1.0:
+        seen = torch.isin(ids, torch.tensor(sorted(set(history)), dtype=ids.dtype))
+        out[seen] = torch.where(out[seen] > 0, out[seen] / repetition_penalty, out[seen] * repetition_penalty)
+    n = no_repeat_ngram
+    if n > 0 and len(history) >= n:
+        prefix = tuple(history[len(history) - n + 1 :]) if n > 1 else ()
+        banned = {history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i : i + n - 1]) == prefix}
+        if banned:
+            hit = torch.isin(ids, torch.tensor(sorted(banned), dtype=ids.dtype))
+            if not bool(hit.all()):
+                out[hit] = float("-inf")
+    return out

@@ -173,6 +173,43 @@ def score(
 SpecsOpt = list[str] | None
 
 
+@synth_app.command("inspect")
+def inspect_cmd(
+    folder: Annotated[Path, typer.Argument(help="An output folder of synth vibes, configs or score.")],
+    texts: Annotated[
+        Path | None,
+        typer.Option(
+            "--texts", metavar="DIR", help="The texts folder of `synth ingest`: adds the vibes' relevance AUROC."
+        ),
+    ] = None,
+    audio: Annotated[
+        bool, typer.Option("--audio/--no-audio", help="Measure the audio scorer's AUROC (renders every config).")
+    ] = True,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="Also write the JSON here.")] = None,
+) -> None:
+    """How much a reader would accept of the data in FOLDER: tags that are schema keys or
+    placeholders vs mood words, vibes with loops, vibe relevance to their texts, config variety and
+    the audio scorer's matched-vs-shuffled AUROC (docs/synth.md, "Quality").
+
+    Example:
+
+    \b
+        assay synth inspect runs/synth/scored --texts runs/synth/texts
+    """
+    from assay.errors import DataError
+    from assay.io import atomic_write_json
+    from assay.synth.quality import inspect
+
+    if not folder.is_dir():
+        raise DataError(f"no such folder: {folder}")
+    if texts is not None and not texts.is_dir():
+        raise DataError(f"no such texts folder: {texts}")
+    result = inspect(folder, texts, audio=audio)
+    if out is not None:
+        atomic_write_json(out, result)
+    echo_json(result)
+
+
 @synth_app.command("benchmark")
 @endpoint_options
 def benchmark(

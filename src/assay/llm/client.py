@@ -94,6 +94,10 @@ class LLMClient:
             raise LLMError("the LLM client is closed")
         if not request.model:
             request = request.replace(model=self.settings.model)
+        if self.kind == "local" and (self.settings.repetition_penalty != 1.0 or self.settings.no_repeat_ngram):
+            guards = {"repetition_penalty": self.settings.repetition_penalty}
+            guards["no_repeat_ngram_size"] = self.settings.no_repeat_ngram
+            request = request.replace(extra={**guards, **request.extra})  # (so the cache key holds them)
         key = None
         if self.cache is not None:
             key = cache_key(request, self.kind, self.settings.api_base)

@@ -51,6 +51,12 @@ class LLMSettings(Section):
     # OpenAI-compatible endpoints: "sdk" = the openai SDK (over aiohttp), "lean" = assay's own minimal
     # JSON-over-aiohttp transport (no SDK; for high request rates against local servers)
     transport: Literal["sdk", "lean"] = "sdk"
+    # The local model's decoder only (API models never see these): guards against loops, as in HF
+    # transformers. repetition_penalty > 1 lowers the score of tokens the answer already holds (CTRL);
+    # no_repeat_ngram = n > 0 forbids repeating an n-gram of the answer (under guided decoding: of
+    # the text inside its strings). 1.0 and 0: off.
+    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
+    no_repeat_ngram: int = Field(0, ge=0, le=16)
     prices: Prices | None = None
 
     def public_dict(self) -> dict:

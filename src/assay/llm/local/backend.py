@@ -25,7 +25,7 @@ from assay.llm.local.guided import GuidedOptions, compile_schema, generate_json
 from assay.llm.local.runtime import LocalModel, load_model, resolve
 from assay.llm.local.session import KVSession
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, Usage
-from assay.sampling import pick
+from assay.sampling import penalize, pick
 
 DEFAULT_MAX_TOKENS = 512  # plain generation
 DEFAULT_GUIDED_MAX_TOKENS = 4096  # a guided object: structure and keys count too
@@ -69,6 +69,7 @@ class LocalBackend:
         if not request.messages:
             raise LLMError("a chat request needs at least one message")
         string_tokens = _string_cap(request.extra.get("max_string_tokens", DEFAULT_STRING_TOKENS))
+        guards = _guards(request.extra)
         lm = self.load()
         started = time.perf_counter()
         with lm.lock:
@@ -97,6 +98,7 @@ class LocalBackend:
                     # (a forced run may cross the budget by a few tokens: keep that inside the context)
                     max_tokens=min(request.max_tokens or DEFAULT_GUIDED_MAX_TOKENS, room - MIN_ROOM // 2),
                     max_string_tokens=string_tokens,
+                    **guards,
                 )
                 result = generate_json(grammar, session, lm.token_table(), options)
                 text, finish, completion = result.text, result.finish_reason, len(result.tokens)
@@ -107,7 +109,7 @@ class LocalBackend:
                     "grammar_s": result.grammar_s,
                 }
             else:
-                text, finish, completion = _sample(lm, session, request, generator, room)
+                text, finish, completion = _sample(lm, session, request, generator, room, **guards)
             decode_s = time.perf_counter() - t1
         self.last_stats = {
             "wait_s": waited,
@@ -178,13 +180,35 @@ def prompt_ids(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
     return ids, prefix_len
 
 
-def _sample(lm: LocalModel, session: KVSession, request: ChatRequest, generator, room: int) -> tuple[str, str, int]:
-    """Plain sampling until EOS or max_tokens (at most `room`): (text, finish_reason, completion tokens)."""
+def _guards(extra: dict) -> dict[str, float | int]:
+    """The loop guards a request asks for (`extra`: repetition_penalty, no_repeat_ngram_size)."""
+    try:
+        penalty = float(extra.get("repetition_penalty", 1.0))
+        n = int(extra.get("no_repeat_ngram_size", 0))
+    except (TypeError, ValueError):
+        raise LLMError("repetition_penalty must be a number >= 1 and no_repeat_ngram_size an integer >= 0") from None
+    if penalty < 1.0 or n < 0:
+        raise LLMError(f"repetition_penalty must be >= 1 and no_repeat_ngram_size >= 0, got {penalty}, {n}")
+    return {"repetition_penalty": penalty, "no_repeat_ngram": n}
+
+
+def _sample(
+    lm: LocalModel,
+    session: KVSession,
+    request: ChatRequest,
+    generator,
+    room: int,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram: int = 0,
+) -> tuple[str, str, int]:
+    """Plain sampling until EOS or max_tokens (at most `room`): (text, finish_reason, completion
+    tokens), with the loop guards (`assay.sampling.penalize`) on the answer's own tokens."""
     limit = min(request.max_tokens if request.max_tokens is not None else DEFAULT_MAX_TOKENS, room)
     out: list[int] = []
     finish = "length"
     while len(out) < limit:
-        token = pick(session.next_logits(), request.temperature, request.top_p, generator)
+        scores = penalize(session.next_logits(), out, repetition_penalty, no_repeat_ngram)
+        token = pick(scores, request.temperature, request.top_p, generator)
         if token in lm.eos_ids:
             finish = "stop"
             break

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from assay.llm.types import LLMError
-from assay.sampling import pick
+from assay.sampling import penalize, pick
 
 # Default JSON layout (and oneOf read as anyOf); a schema's own "x-guidance" options override these.
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "coerce_one_of": True}
@@ -159,6 +159,8 @@ class GuidedOptions:
     generator: torch.Generator | None = None
     max_tokens: int = 4096
     max_string_tokens: int | None = None  # sampled tokens per string before it must close (None: no cap)
+    repetition_penalty: float = 1.0  # loop guards on the text inside the answer's strings (sampling.penalize)
+    no_repeat_ngram: int = 0
 
 
 @dataclass
@@ -202,6 +204,8 @@ def generate_json(grammar: str, model: TokenModel, table: TokenTable, options: G
     matcher = table.matcher(grammar)
     strings = StringState()
     out: list[int] = []
+    content: list[int] = []  # the tokens sampled inside strings: what the loop guards look at
+    guard = options.repetition_penalty != 1.0 or options.no_repeat_ngram > 0
     sampled = forced = closing = 0
     grammar_s = 0.0
     finish = "stop"
@@ -245,6 +249,8 @@ def generate_json(grammar: str, model: TokenModel, table: TokenTable, options: G
             logits = model.next_logits(among if len(ids) * SUBSET <= table.size else None)
             if logits.shape[0] != len(ids):
                 logits = logits[among]
+            if guard and strings.inside:
+                logits = penalize(logits, content, options.repetition_penalty, options.no_repeat_ngram, among)
             token = int(ids[pick(logits, options.temperature, options.top_p, options.generator)])
         else:
             token = int(ids[0])
@@ -253,6 +259,8 @@ def generate_json(grammar: str, model: TokenModel, table: TokenTable, options: G
         if asked:
             sampled += 1
             strings.sampled += strings.inside
+            if strings.inside:
+                content.append(token)
         else:
             forced += 1
         started = time.perf_counter()
