@@ -5,8 +5,11 @@
 - Reward of a reprompt: `reward(prev_correct, new_correct, tokens, lam)` = (new - prev) - lam * tokens,
   credited to the (context, arm) that PRODUCED the new answer. Choosing STOP earns `STOP_REWARD` = 0
   (nothing changes, nothing is spent), so STOP wins exactly where reprompting has negative expected reward.
-- Learners: `ThompsonPolicy` (Beta posterior per (context, arm)) and `EpsilonGreedyPolicy` (running mean,
-  decaying epsilon). Baselines: `NeverRepromptPolicy`, `FixedPolicy`, `RandomPolicy`.
+- Learners: `OutcomeUCBPolicy` (the default, "ucb": fix/break/right-answer rates learned from each
+  update's `Outcome`, shared across contexts and arms, chosen by an upper confidence bound),
+  `SharedThompsonPolicy` (hierarchical Beta priors), `ThompsonPolicy` (Beta posterior per (context,
+  arm)) and `EpsilonGreedyPolicy` (running mean, decaying epsilon). Baselines: `NeverRepromptPolicy`,
+  `FixedPolicy`, `RandomPolicy`.
 - Persistence: `to_json()` holds every count, the step counter and the RNG state, so a policy saved with
   `save(path)` and reloaded with `load_policy(path)` makes the same choices as one never interrupted.
 
