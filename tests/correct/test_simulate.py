@@ -241,37 +241,13 @@ def test_the_outcome_policy_state_survives_a_kill_exactly(rates):
     whole = OutcomeUCBPolicy(arms, rng=11, prune_after=5)
     straight = simulate(rates, whole, 400, seed=12)
     first = OutcomeUCBPolicy(arms, rng=11, prune_after=5)
-    env = random.Random(12)  # simulate() draws from Random(seed): continue its stream by hand
-    part = _episodes(rates, first, 203, env)
+    env = random.Random(12)  # what simulate(..., seed=12) draws from, continued across the cut
+    part = simulate(rates, first, 203, env).reward
     resumed = Policy.from_json(json.loads(json.dumps(first.to_json())))
     assert isinstance(resumed, OutcomeUCBPolicy) and resumed.to_json() == first.to_json()
-    rest = _episodes(rates, resumed, 197, env)
+    rest = simulate(rates, resumed, 197, env).reward
     assert part + rest == straight.reward
     assert resumed.to_json() == whole.to_json()
-
-
-def _episodes(rates: Rates, policy: Policy, n: int, env: random.Random) -> list[float]:
-    """simulate()'s loop on a caller's generator, so that a run can be cut and continued."""
-    from assay.correct.policy import reward, turn_bin
-
-    out = []
-    for _ in range(n):
-        right, total = env.random() < rates.p_initial, 0.0
-        for turn in range(1, rates.max_turns + 1):
-            mc = rates.draw_context(right, env)
-            context = f"{mc}|{turn_bin(turn)}"
-            arm = policy.select(context)
-            if arm == STOP:
-                policy.update(context, STOP, 0.0, Outcome(right, right, 0))
-                break
-            r = rates.rate(mc, arm)
-            new = (env.random() >= r.right_to_wrong) if right else (env.random() < r.wrong_to_right)
-            step = reward(right, new, round(r.tokens), rates.lam)
-            policy.update(context, arm, step, Outcome(right, new, round(r.tokens)))
-            total += step
-            right = new
-        out.append(total)
-    return out
 
 
 def test_outcomes_are_logged_and_replayed_and_old_updates_are_read_from_their_reward():

@@ -793,12 +793,13 @@ class OutcomeUCBPolicy(_Pooled):
         self._check_arm(arm)
         if arm == STOP:
             return STOP_REWARD, 0.0
-        q, vq = _beta_moments(*self.q(context))
-        f, vf = _beta_moments(*self.rate(context, "f", arm))
-        b, vb = _beta_moments(*self.rate(context, "b", arm))
-        mean = (1 - q) * f - q * b - self.cost(arm)
-        var = ((1 - q) ** 2 + vq) * vf + (q * q + vq) * vb + (f + b) ** 2 * vq
-        return mean, math.sqrt(var)
+        return self._value(context, arm, _beta_moments(*self.q(context)))
+
+    def _value(self, context: Context | str, arm: str, q: tuple[float, float]) -> tuple[float, float]:
+        """`value` of a reprompt arm given the (mean, variance) of q, which is the same for every arm."""
+        f = _beta_moments(*self.rate(context, "f", arm))
+        b = _beta_moments(*self.rate(context, "b", arm))
+        return _value_moments(q, f, b, self.cost(arm))
 
     def expected_reward(self, context: Context | str, arm: str) -> float:
         return self.value(context, arm)[0]
@@ -824,12 +825,11 @@ class OutcomeUCBPolicy(_Pooled):
         if arm == STOP:
             return math.inf, 0.0, 0.0
         n = self._sn(level, key, f"f:{arm}")[1] + self._sn(level, key, f"b:{arm}")[1]
-        q, vq = _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, "q"))))
-        f, vf = _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, f"f:{arm}"))))
-        b, vb = _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, f"b:{arm}"))))
-        mean = (1 - q) * f - q * b - self.cost(arm)
-        half = 1.96 * math.sqrt(((1 - q) ** 2 + vq) * vf + (q * q + vq) * vb + (f + b) ** 2 * vq)
-        return n, mean - half, mean + half
+        q, f, b = (
+            _beta_moments(*(1.0 + x for x in _sf(self._sn(level, key, stat)))) for stat in ("q", f"f:{arm}", f"b:{arm}")
+        )
+        mean, sd = _value_moments(q, f, b, self.cost(arm))
+        return n, mean - 1.96 * sd, mean + 1.96 * sd
 
     # -- choosing and learning
     def select(self, context: Context | str) -> str:
@@ -840,8 +840,9 @@ class OutcomeUCBPolicy(_Pooled):
         if fewest < self.min_tries:
             return self.rng.choice([arm for arm in live if tries[arm] == fewest])
         best, best_bound = STOP, STOP_REWARD
+        q = _beta_moments(*self.q(context))
         for arm in live:
-            mean, sd = self.value(context, arm)
+            mean, sd = self._value(context, arm, q)
             if mean + self.exploration * sd > best_bound:
                 best, best_bound = arm, mean + self.exploration * sd
         return best
@@ -880,6 +881,15 @@ class OutcomeUCBPolicy(_Pooled):
             "min_tries": self.min_tries,
             "prune_after": self.prune_after,
         }
+
+
+def _value_moments(
+    q: tuple[float, float], f: tuple[float, float], b: tuple[float, float], cost: float
+) -> tuple[float, float]:
+    """(mean, sd) of (1 - q) f - q b - cost for independent q, f, b given as (mean, variance)."""
+    (q, vq), (f, vf), (b, vb) = q, f, b
+    mean = (1 - q) * f - q * b - cost
+    return mean, math.sqrt(((1 - q) ** 2 + vq) * vf + (q * q + vq) * vb + (f + b) ** 2 * vq)
 
 
 def _beta_moments(a: float, b: float) -> tuple[float, float]:

@@ -286,9 +286,10 @@ class Episodes:
     reprompts: list[int] = field(default_factory=list)
 
 
-def simulate(rates: Rates, policy: Policy, episodes: int, seed: int) -> Episodes:
-    """`episodes` episodes of `policy` (which learns from each update as it goes)."""
-    rng = random.Random(seed)
+def simulate(rates: Rates, policy: Policy, episodes: int, seed: int | random.Random) -> Episodes:
+    """`episodes` episodes of `policy` (which learns from each update as it goes). `seed`: an int, or
+    a generator to draw from (so that a run cut in two parts continues the same episodes)."""
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     out = Episodes()
     for _ in range(episodes):
         right = rng.random() < rates.p_initial

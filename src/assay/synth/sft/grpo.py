@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from assay.config import Section
+from assay.config import Section, to_dict
 from assay.errors import DataError
 from assay.synth.sft.config import LoRASection
 from assay.tracking import TrackingSettings, check_backend, open_tracker
@@ -228,7 +228,7 @@ def train_grpo(cfg: GRPOConfig, reward_fn: RewardFn | None = None) -> dict[str, 
     reward_fn = reward_fn or seed_reward()
     gen = generator(cfg.seed, "grpo-sample")
     out = Path(cfg.out_dir)
-    log = MetricsLog(out / "metrics.jsonl", tracker=open_tracker(cfg.log, out, cfg.model_dump(mode="json")))
+    log = MetricsLog(out / "metrics.jsonl", tracker=open_tracker(cfg.log, out, to_dict(cfg)))
     history = []
     started = time.perf_counter()
     try:
