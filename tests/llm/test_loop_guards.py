@@ -76,3 +76,14 @@ def test_guards_under_guided_decoding_keep_the_json_valid(backend):
     assert isinstance(value["mood"], str) and isinstance(value["words"], list)
     words = [w.lower() for w in value["words"]]
     assert len(words) == len(set(words))  # no word twice: the strings do not repeat a 2-gram of tokens
+
+
+def test_measured_defaults_guard_guided_answers_only_and_settings_override_them():
+    from assay.llm.settings import LLMSettings, loop_guards
+
+    default = LLMSettings(model="local/smollm2")
+    assert loop_guards(default, guided=True) == (1.3, 3)  # JSON strings: chosen by issue 23's measures
+    assert loop_guards(default, guided=False) == (1.0, 0)  # free text: off
+    off = LLMSettings(model="local/smollm2", repetition_penalty=1.0, no_repeat_ngram=0)
+    assert loop_guards(off, guided=True) == (1.0, 0)
+    assert loop_guards(LLMSettings(model="local/smollm2", no_repeat_ngram=4), guided=False) == (1.0, 4)

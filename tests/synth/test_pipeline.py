@@ -36,9 +36,16 @@ def llm_args(server, tmp):
 
 
 @pytest.mark.slow
+def summary_of(capsys) -> dict:
+    """The JSON summary a step printed (stdout up to its last closing brace)."""
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{") : out.rindex("}") + 1])
+
+
 def test_synth_end_to_end(tmp_path, server, capsys):
     texts, vibes, configs, scored = (tmp_path / d for d in ("texts", "vibes", "configs", "scored"))
     assert run_cli(["synth", "ingest", "--out", str(texts), "--source", "kjv", "--per-source", "12"]) == 0
+    capsys.readouterr()
     assert (
         run_cli(
             [
@@ -57,10 +64,14 @@ def test_synth_end_to_end(tmp_path, server, capsys):
     )
     rows = {s: read(vibes / f"{s}.jsonl") for s in SPLITS}
     assert all(rows[s] for s in SPLITS), {s: len(v) for s, v in rows.items()}
+    quality = summary_of(capsys)["quality"]  # the quality measures are in the step's summary
+    assert quality["tags"]["schema_or_placeholder"] == 0 and quality["tags"]["mood_vocabulary"] == 1
+    assert quality["vibes"]["with_loop"] == 0 and 0 <= quality["vibes"]["relevance_auroc"] <= 1
     texts_in = {s: {r["id_in_dataset"] for r in rows[s]} for s in SPLITS}
     assert sum(map(len, texts_in.values())) == len(set().union(*texts_in.values()))  # splits by text
     config = json.loads((vibes / "run_config.json").read_text())
     assert config["config"]["llm"]["model"] == "openai/scripted"
+    assert config["prompt_profile"] == "plain"  # auto: an API model keeps the plain prompt
 
     before = server.count
     assert (
@@ -81,6 +92,7 @@ def test_synth_end_to_end(tmp_path, server, capsys):
     )
     out = [r for s in SPLITS for r in read(configs / f"{s}.jsonl")]
     assert len(out) == sum(map(len, rows.values()))
+    assert 0 < summary_of(capsys)["validity"]["variety"] <= 1
     assert server.count - before == 3 * len(out)
     for r in out:
         assert len(r["config_candidates"]) == 3 and set(r["scores"]) == {
@@ -136,6 +148,7 @@ def test_synth_end_to_end(tmp_path, server, capsys):
         )
         == 0
     )
+    assert 0 <= summary_of(capsys)["audio_scorer_auroc"] <= 1
     for s in SPLITS:
         for r in read(scored / f"{s}.jsonl"):
             if r["config_payload"] is None:
@@ -237,6 +250,9 @@ def test_local_smollm2_end_to_end_on_a_handful_of_rows(tmp_path, capsys):
     )
     rows = [r for s in SPLITS for r in read(vibes / f"{s}.jsonl")]
     assert 1 <= len(rows) <= 2 and all(r["vibe_model"] == "local/smollm2" and r["vibe_original"] for r in rows)
+    from assay.synth.quality import mood_words
+
+    assert all(r["tags_original"] and set(r["tags_original"]) <= mood_words() for r in rows)  # the enum held
     assert (
         run_cli(
             [

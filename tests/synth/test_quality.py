@@ -9,12 +9,14 @@ import pytest
 
 from assay.synth.quality import (
     audio_auroc,
+    description_auroc,
     has_loop,
     inspect,
     relevance_auroc,
     repeated_ngram_share,
     tag_kind,
     tag_measures,
+    valid_candidates,
 )
 from tests.conftest import one_error, run_cli
 
@@ -74,13 +76,45 @@ def config(tempo: str, brightness: str, density: int) -> dict:
     return out
 
 
-def test_audio_scorer_auroc_on_configs_made_for_their_vibes():
+def test_audio_scorer_auroc_renders_each_config_and_compares_with_every_other_row():
+    from assay.synth.scorers.audio import AudioScorer
+
     vibes = ["a slow, dark, quiet and lonely winter night", "a fast, bright, busy festival full of energy"] * 2
     configs = [config("very_slow", "very_dark", 2), config("very_fast", "very_bright", 6)] * 2
     keys = ["a", "b", "c", "d"]
-    matched = audio_auroc(vibes, configs, keys)
-    swapped = audio_auroc(vibes, configs[1:2] + configs[0:1] + configs[3:4] + configs[2:3], keys)
-    assert matched is not None and swapped is not None and matched > swapped
+    rows = [
+        {"vibe_original": v, "dataset": "d", "id_in_dataset": k, "config_payload": p}
+        for v, k, p in zip(vibes, keys, configs, strict=True)
+    ]
+    described = [[AudioScorer().describe(p)[0]] for p in configs]
+    assert audio_auroc(rows) == description_auroc(vibes, described, keys)
+    assert 0 <= audio_auroc(rows) <= 1
+    assert audio_auroc(rows[:1]) is None  # nothing to shuffle with
+
+
+def test_audio_auroc_uses_every_valid_candidate_and_the_stored_descriptions():
+    # a scored row: two candidates, the second invalid; the audio scorer's description stored for the first
+    row = {
+        "vibe_original": "a quiet night",
+        "dataset": "d",
+        "id_in_dataset": "1",
+        "config_candidates": [config("slow", "dark", 2), {"broken": True}],
+        "scores": {"format_valid": [1, 1], "schema_valid": [1, 0], "palette_valid": [1, 0]},
+        "candidate_scores": [{"audio": {"description": "a quiet night"}}, None],
+    }
+    assert valid_candidates(row) == [row["config_candidates"][0]]
+    other = row | {
+        "vibe_original": "festival drums",
+        "id_in_dataset": "2",
+        "candidate_scores": [{"audio": {"description": "festival drums"}}, None],
+    }
+    # the stored descriptions are used as they are (no rendering): each matches its own vibe
+    assert audio_auroc([row, other]) == 1.0
+    swapped = [
+        row | {"candidate_scores": other["candidate_scores"]},
+        other | {"candidate_scores": row["candidate_scores"]},
+    ]
+    assert audio_auroc(swapped) == 0.0
 
 
 @pytest.fixture()

@@ -150,7 +150,8 @@ def test_finalize_dedupes_on_vibes_and_writes_split_files(tmp_path):
 
 def test_extraction_schema_limits_characters():
     model = extraction_model(1)
-    ok = {"scene": _levels("x"), "characters": [{"name": "A", "vibes": _levels("y")}], "tags": ["calm"]}
+    levels = {"xl": "x" * 60, "lg": "x" * 30, "m": "x" * 20, "sm": "x" * 6, "xs": "xxx"}  # the length bounds
+    ok = {"scene": levels, "characters": [{"name": "A", "vibes": levels}], "tags": ["calm"]}
     model.model_validate(ok)
     with pytest.raises(ValueError):
         model.model_validate(ok | {"characters": ok["characters"] * 2})

@@ -28,7 +28,7 @@ from assay.llm.backends import Backend, make_backend
 from assay.llm.cache import ResponseCache, cache_key
 from assay.llm.limits import TokenBucket, concurrency_limit
 from assay.llm.retry import Backoff, with_retries
-from assay.llm.settings import LLMSettings, backend_kind, read_env_file, resolve_api_key
+from assay.llm.settings import LLMSettings, backend_kind, loop_guards, read_env_file, resolve_api_key
 from assay.llm.structured import StructuredResult, Validator, json_schema_for, parse_structured, repair_message
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, known_secrets, redact
 from assay.llm.usage import UsageTracker
@@ -94,10 +94,11 @@ class LLMClient:
             raise LLMError("the LLM client is closed")
         if not request.model:
             request = request.replace(model=self.settings.model)
-        if self.kind == "local" and (self.settings.repetition_penalty != 1.0 or self.settings.no_repeat_ngram):
-            guards = {"repetition_penalty": self.settings.repetition_penalty}
-            guards["no_repeat_ngram_size"] = self.settings.no_repeat_ngram
-            request = request.replace(extra={**guards, **request.extra})  # (so the cache key holds them)
+        if self.kind == "local":
+            penalty, n = loop_guards(self.settings, guided=request.json_schema is not None)
+            if penalty != 1.0 or n:
+                guards = {"repetition_penalty": penalty, "no_repeat_ngram_size": n}
+                request = request.replace(extra={**guards, **request.extra})  # (so the cache key holds them)
         key = None
         if self.cache is not None:
             key = cache_key(request, self.kind, self.settings.api_base)

@@ -53,10 +53,11 @@ class LLMSettings(Section):
     transport: Literal["sdk", "lean"] = "sdk"
     # The local model's decoder only (API models never see these): guards against loops, as in HF
     # transformers. repetition_penalty > 1 lowers the score of tokens the answer already holds (CTRL);
-    # no_repeat_ngram = n > 0 forbids repeating an n-gram of the answer (under guided decoding: of
-    # the text inside its strings). 1.0 and 0: off.
-    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
-    no_repeat_ngram: int = Field(0, ge=0, le=16)
+    # no_repeat_ngram = n > 0 forbids repeating an n-gram of the answer (under guided decoding: within
+    # each string, and across an array's items). None: the measured default, 1.3 and 3 for
+    # schema-guided answers (docs/results.md, issue 23), off (1.0, 0) for free text. 1.0 and 0: off.
+    repetition_penalty: float | None = Field(None, ge=1.0, le=3.0)
+    no_repeat_ngram: int | None = Field(None, ge=0, le=16)
     prices: Prices | None = None
 
     def public_dict(self) -> dict:
@@ -97,6 +98,20 @@ def read_env_file(path: str | Path) -> dict[str, str]:
             value = value.split(" #", 1)[0].rstrip()
         values[name] = value
     return values
+
+
+# The local decoder's loop guards when the settings leave them unset: (repetition_penalty, no_repeat_ngram)
+GUIDED_GUARDS = (1.3, 3)
+FREE_GUARDS = (1.0, 0)
+
+
+def loop_guards(settings: LLMSettings, guided: bool) -> tuple[float, int]:
+    """The local decoder's (repetition_penalty, no_repeat_ngram) for a guided or free request."""
+    penalty, n = GUIDED_GUARDS if guided else FREE_GUARDS
+    return (
+        settings.repetition_penalty if settings.repetition_penalty is not None else penalty,
+        settings.no_repeat_ngram if settings.no_repeat_ngram is not None else n,
+    )
 
 
 def backend_kind(model: str, api_base: str | None = None) -> str:

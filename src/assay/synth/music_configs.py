@@ -23,6 +23,7 @@ from assay.config import Section
 from assay.errors import DataError
 from assay.io import read_jsonl
 from assay.pipeline.step import SplitFilesStep, run_step
+from assay.synth.profiles import Profile, config_messages, resolve
 
 if TYPE_CHECKING:
     from assay.llm.types import ChatRequest
@@ -46,6 +47,9 @@ class MusicConfigsConfig(Section):
     seed: int = 42
     vibe_field: str = Field("vibe_original", description="Column holding the vibe given to the model.")
     splits: list[str] = Field(list(SPLIT_FILES), description="Split files to process, in this order.")
+    prompt_profile: Profile = Field(
+        "auto", description="plain (schema in the prompt), small (worked examples), auto: as measured per model."
+    )
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +67,11 @@ def _payload_schema() -> dict[str, Any]:
     return payload_json_schema()
 
 
-def build_messages(vibe: str) -> list[dict[str, str]]:
+def build_messages(vibe: str, profile: str = "plain") -> list[dict[str, str]]:
+    """The config prompt of a resolved profile (`profiles.resolve`). The plain one is also what
+    `assay synth train-sft` trains on; the small one shows worked examples instead of the schema."""
+    if profile == "small":
+        return config_messages(vibe)
     return [{"role": "system", "content": system_prompt()}, {"role": "user", "content": f"<vibe>{vibe}</vibe>"}]
 
 
@@ -77,13 +85,14 @@ def candidate_seed(seed: int, row_id: str, index: int) -> int:
 def config_request(
     vibe: str, row_id: str, index: int, config: MusicConfigsConfig, model: str, guided: bool = True
 ) -> ChatRequest:
-    """The request for candidate `index` of a row. guided=False leaves the schema out of the request
-    (it stays in the system prompt): the model samples freely and only the raw text is validated."""
+    """The request for candidate `index` of a row, in `config.prompt_profile` resolved for `model`.
+    guided=False leaves the schema out of the request (it is in the system prompt): the model samples
+    freely and only the raw text is validated."""
     from assay.llm.types import ChatRequest
 
     return ChatRequest(
         model=model,
-        messages=build_messages(vibe),
+        messages=build_messages(vibe, resolve(config.prompt_profile, model, "configs")),
         temperature=config.temperature,
         max_tokens=config.max_tokens,
         seed=candidate_seed(config.seed, row_id, index),
@@ -124,6 +133,9 @@ class MusicConfigsStep(SplitFilesStep):
     def settings(self) -> dict[str, Any]:
         return {"configs": self.config.model_dump()}
 
+    def run_info(self) -> dict[str, Any]:
+        return super().run_info() | {"prompt_profile": resolve(self.config.prompt_profile, self.llm.model, "configs")}
+
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         import asyncio
 
@@ -153,7 +165,11 @@ def generate_configs(
 
 
 def validity_summary(out_dir: Path, splits: list[str]) -> dict[str, float]:
-    """Share of candidates format/schema/palette-valid, and of rows with a selected config."""
+    """Share of candidates format/schema/palette-valid, of rows with a selected config, and the
+    selected configs' variety (`quality.config_variety`: distinct values per field / rows)."""
+    from assay.synth.quality import config_variety
+
+    payloads = []
     totals = {"candidates": 0, "format_valid": 0, "schema_valid": 0, "palette_valid": 0, "rows": 0, "rows_valid": 0}
     for name in splits:
         path = Path(out_dir) / f"{name}.jsonl"
@@ -162,6 +178,8 @@ def validity_summary(out_dir: Path, splits: list[str]) -> dict[str, float]:
         for row in read_jsonl(path):
             totals["rows"] += 1
             totals["rows_valid"] += row.get("config_payload") is not None
+            if isinstance(row.get("config_payload"), dict):
+                payloads.append(row["config_payload"])
             for key in ("format_valid", "schema_valid", "palette_valid"):
                 totals[key] += sum(row["scores"][key])
             totals["candidates"] += len(row["scores"]["format_valid"])
@@ -173,4 +191,5 @@ def validity_summary(out_dir: Path, splits: list[str]) -> dict[str, float]:
         "palette_valid_rate": totals["palette_valid"] / n,
         "rows": totals["rows"],
         "rows_with_config": totals["rows_valid"],
+        "variety": config_variety(payloads).get("mean"),
     }

@@ -7,17 +7,20 @@ Schema-valid answers can still be empty. These measures say how empty, per outpu
   the share that are mood/texture words (`moods.txt`, shipped) or at least real English words (whole
   words of the MiniLM WordPiece vocabulary, which ships with the embeddings package);
 - vibes: the share with a loop (an n-gram of 1-8 words repeated back to back, `has_loop`), and
-  relevance: MiniLM similarity of each vibe to its own source text against its similarity to another
-  text, as an AUROC (0.5: vibes say nothing of their text; needs the texts folder of `synth ingest`);
+  relevance: MiniLM similarity of each vibe to its own source text against its similarity to every
+  other text, as an AUROC (0.5: vibes say nothing of their text; needs the source texts);
 - configs: distinct values per field over the rows (variety);
-- the audio scorer: its score of each vibe with its own selected config against a shuffled one, as an
-  AUROC (0.5: it cannot tell a config made for the vibe from another).
+- the audio scorer: its score of each vibe with its own valid candidate configs against those of
+  every other text's rows, as an AUROC (0.5: it cannot tell a config made for the vibe from another).
+
+Comparing with every other row (not one random shuffle) is the shuffle's expectation, without its
+noise. The same figures are in the summaries of `synth vibes` (tags, vibes, relevance), `synth
+configs` (variety) and `synth score` (the audio scorer's AUROC, from the descriptions it made).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -87,7 +90,7 @@ SCHEMA_WORDS = frozenset(
 @cache
 def schema_keys() -> frozenset[str]:
     """The property names of the vibe-extraction schema, its vibe levels and JSON Schema's words."""
-    from assay.synth.vibes import LEVELS, extraction_model
+    from assay.synth.schema import LEVELS, extraction_model
 
     keys: set[str] = set(LEVELS) | SCHEMA_WORDS
 
@@ -170,32 +173,28 @@ def _auroc(matched: Sequence[float], shuffled: Sequence[float]) -> float | None:
     return float(auroc(scores, positive))
 
 
-def _derangement(keys: Sequence[str], seed: int) -> list[int] | None:
-    """For each i, another index j whose key differs (so a 'shuffled' pair pairs different texts)."""
-    rng = random.Random(seed)
-    out = []
-    for key in keys:
-        others = [j for j, k in enumerate(keys) if k != key]
-        if not others:
-            return None
-        out.append(rng.choice(others))
-    return out
+def _pairs(keys: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """Matched pairs (i, i) and every mismatched pair (i, j) whose keys differ: the exact expectation
+    over shuffles, where one random shuffle would add noise of its own. None if all keys are one."""
+    mismatched = [(i, j) for i, a in enumerate(keys) for j, b in enumerate(keys) if a != b]
+    return (list(range(len(keys))), mismatched) if mismatched else None
 
 
-def relevance_auroc(vibes: Sequence[str], sources: Sequence[str], keys: Sequence[str], seed: int = 0) -> float | None:
-    """AUROC of cos(vibe, its own source) against cos(vibe, another source)."""
+def relevance_auroc(vibes: Sequence[str], sources: Sequence[str], keys: Sequence[str]) -> float | None:
+    """AUROC of cos(vibe, its own source) against cos(vibe, every other source)."""
     from assay.embeddings import embed
 
-    other = _derangement(keys, seed)
-    if other is None:
+    pairs = _pairs(keys)
+    if pairs is None:
         return None
     v = embed(list(vibes))
     unique = sorted(set(sources))
     index = {s: i for i, s in enumerate(unique)}
     s = embed(unique)
-    own = [float(v[i] @ s[index[sources[i]]]) for i in range(len(vibes))]
-    shuffled = [float(v[i] @ s[index[sources[j]]]) for i, j in enumerate(other)]
-    return _auroc(own, shuffled)
+    sim = v @ s.T
+    own = [float(sim[i, index[sources[i]]]) for i in pairs[0]]
+    others = [float(sim[i, index[sources[j]]]) for i, j in pairs[1]]
+    return _auroc(own, others)
 
 
 def config_variety(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -211,25 +210,86 @@ def config_variety(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"rows": len(payloads), "distinct_share": per_field, "mean": float(np.mean(list(per_field.values())))}
 
 
-def audio_auroc(vibes: Sequence[str], payloads: Sequence[dict[str, Any]], keys: Sequence[str], seed: int = 0):
-    """The audio scorer's AUROC: score(vibe, its own config) against score(vibe, another row's)."""
+def description_auroc(vibes: Sequence[str], descriptions: Sequence[Sequence[str]], keys: Sequence[str]) -> float | None:
+    """The audio scorer's AUROC from its sound descriptions: cos(vibe, a description of one of its own
+    configs) against cos(vibe, one of another text's). `descriptions[i]`: those of row i's configs."""
     from assay.embeddings import embed
+
+    pairs = _pairs(keys)
+    flat = [d for ds in descriptions for d in ds]
+    if pairs is None or not flat:
+        return None
+    owner = [i for i, ds in enumerate(descriptions) for _ in ds]
+    sim = embed(list(vibes)) @ embed(flat).T  # [rows, descriptions]
+    by_row: dict[int, list[int]] = {}
+    for k, i in enumerate(owner):
+        by_row.setdefault(i, []).append(k)
+    own = [float(sim[i, k]) for i in pairs[0] for k in by_row.get(i, [])]
+    others = [float(sim[i, k]) for i, j in pairs[1] for k in by_row.get(j, [])]
+    return _auroc(own, others)
+
+
+def valid_candidates(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A configs row's valid candidates (all three checks), or its selected config if it has no
+    candidate list."""
+    cands = row.get("config_candidates")
+    if not isinstance(cands, list):
+        return [row["config_payload"]] if isinstance(row.get("config_payload"), dict) else []
+    scores = row.get("scores") or {}
+    checks = [scores.get(k) or [0] * len(cands) for k in ("format_valid", "schema_valid", "palette_valid")]
+    return [c for i, c in enumerate(cands) if isinstance(c, dict) and all(col[i] for col in checks)]
+
+
+def audio_auroc(rows: Sequence[dict[str, Any]], vibe_field: str = "vibe_original", duration: float = 8.0):
+    """The audio scorer's matched-vs-shuffled AUROC over every valid candidate of `rows` (not only the
+    selected config: `synth score` selects by this scorer, which would favour itself). Reuses the
+    descriptions a `synth score` run stored; renders the rest."""
     from assay.synth.scorers.audio import AudioScorer
 
-    other = _derangement(keys, seed)
-    if other is None:
-        return None
-    scorer = AudioScorer()
-    descriptions = []
-    for p in payloads:
-        try:
-            descriptions.append(scorer.describe(p)[0])
-        except Exception:  # an invalid config has no sound: it describes nothing
-            descriptions.append("")
-    v, d = embed(list(vibes)), embed(descriptions)
-    own = [float(v[i] @ d[i]) for i in range(len(vibes))]
-    shuffled = [float(v[i] @ d[j]) for i, j in enumerate(other)]
-    return _auroc(own, shuffled)
+    scorer = AudioScorer(duration=duration)
+    vibes, keys, descriptions = [], [], []
+    for row in rows:
+        vibe = row.get(vibe_field)
+        cands = valid_candidates(row)
+        if not isinstance(vibe, str) or not vibe.strip() or not cands:
+            continue
+        stored = [(s or {}).get("audio", {}).get("description") for s in row.get("candidate_scores") or []]
+        if len(stored) == len(row.get("config_candidates") or []) and len(cands) == sum(d is not None for d in stored):
+            texts = [d for d in stored if d is not None]
+        else:
+            texts = []
+            for payload in cands:
+                try:
+                    texts.append(scorer.describe(payload)[0])
+                except Exception:  # an invalid config has no sound: it describes nothing
+                    texts.append("")
+        vibes.append(vibe)
+        keys.append(f"{row.get('dataset')}/{row.get('id_in_dataset')}")
+        descriptions.append(texts)
+    return description_auroc(vibes, descriptions, keys)
+
+
+def vibe_measures(rows: Sequence[dict[str, Any]], texts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Tag and vibe measures of vibe rows; relevance when `texts` ('dataset/id' -> source) is given."""
+    vibes = [str(r.get("vibe_original") or "") for r in rows]
+    keys = [f"{r.get('dataset')}/{r.get('id_in_dataset')}" for r in rows]
+    tag_lists = [r.get("tags_original") or [] for r in rows]
+    tags = tag_measures(tag_lists)
+    tags["most_common"] = [t for t, _ in Counter(t.lower() for ts in tag_lists for t in ts).most_common(8)]
+    out: dict[str, Any] = {
+        "tags": tags,
+        "vibes": {
+            "with_loop": sum(map(has_loop, vibes)) / len(vibes) if vibes else None,
+            "repeated_3gram_share": float(np.mean([repeated_ngram_share(v) for v in vibes])) if vibes else None,
+            "mean_words": float(np.mean([len(v.split()) for v in vibes])) if vibes else None,
+        },
+    }
+    if texts is not None:
+        have = [i for i, k in enumerate(keys) if k in texts and vibes[i]]
+        out["vibes"]["relevance_auroc"] = relevance_auroc(
+            [vibes[i] for i in have], [texts[keys[i]] for i in have], [keys[i] for i in have]
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- a folder
@@ -259,29 +319,11 @@ def source_texts(texts_dir: Path) -> dict[str, str]:
 def inspect(folder: str | Path, texts_dir: str | Path | None = None, audio: bool = True) -> dict[str, Any]:
     """The quality measures of one output folder (vibes, configs or scored)."""
     rows = read_rows(Path(folder))
-    vibes = [str(r.get("vibe_original") or "") for r in rows]
-    keys = [f"{r.get('dataset')}/{r.get('id_in_dataset')}" for r in rows]
-    out: dict[str, Any] = {"folder": str(folder), "rows": len(rows)}
-    tag_lists = [r.get("tags_original") or [] for r in rows]
-    out["tags"] = tag_measures(tag_lists)
-    out["tags"]["most_common"] = [t for t, _ in Counter(t.lower() for tags in tag_lists for t in tags).most_common(8)]
-    out["vibes"] = {
-        "with_loop": sum(map(has_loop, vibes)) / len(vibes) if vibes else None,
-        "repeated_3gram_share": float(np.mean([repeated_ngram_share(v) for v in vibes])) if vibes else None,
-        "mean_words": float(np.mean([len(v.split()) for v in vibes])) if vibes else None,
-    }
-    if texts_dir is not None:
-        texts = source_texts(Path(texts_dir))
-        have = [i for i, k in enumerate(keys) if k in texts and vibes[i]]
-        out["vibes"]["relevance_auroc"] = relevance_auroc(
-            [vibes[i] for i in have], [texts[keys[i]] for i in have], [keys[i] for i in have]
-        )
+    texts = source_texts(Path(texts_dir)) if texts_dir is not None else None
+    out: dict[str, Any] = {"folder": str(folder), "rows": len(rows)} | vibe_measures(rows, texts)
     payloads = [r["config_payload"] for r in rows if isinstance(r.get("config_payload"), dict)]
     if payloads:
         out["configs"] = config_variety(payloads)
         if audio:
-            picked = [i for i, r in enumerate(rows) if isinstance(r.get("config_payload"), dict) and vibes[i]]
-            out["audio_scorer_auroc"] = audio_auroc(
-                [vibes[i] for i in picked], [rows[i]["config_payload"] for i in picked], [keys[i] for i in picked]
-            )
+            out["audio_scorer_auroc"] = audio_auroc(rows)
     return out

@@ -143,10 +143,18 @@ class ScoreStep(SplitFilesStep):
             await scorer.aclose()
 
     def finish(self, stats) -> dict[str, Any]:
-        return {
-            "splits": self.split_stats(stats),
-            "means": score_means(self.out_dir, self.config.splits),
-        }
+        out = {"splits": self.split_stats(stats), "means": score_means(self.out_dir, self.config.splits)}
+        if "audio" in self.config.scorers:  # from the descriptions the scorer stored: no rendering
+            from assay.synth.quality import audio_auroc
+
+            rows = [
+                r
+                for name in self.config.splits
+                if (self.out_dir / f"{name}.jsonl").exists()
+                for r in read_jsonl(self.out_dir / f"{name}.jsonl")
+            ]
+            out["audio_scorer_auroc"] = audio_auroc(rows, self.config.vibe_field, self.config.audio_duration)
+        return out
 
 
 def score_configs(

@@ -14,47 +14,44 @@ five levels of detail; then noise, deduplication on vibe embeddings, and splits.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import Field
 
 from assay.config import Section
 from assay.errors import DataError
 from assay.io import JSONL_MAX, atomic_write_text, check_size, read_jsonl, writing
 from assay.llm.types import ChatRequest
 from assay.pipeline.step import Job, Step, run_step
+from assay.synth.profiles import Profile, resolve, vibe_messages
+from assay.synth.schema import LEVELS, extraction_model
 
-LEVELS = ("xl", "lg", "m", "sm", "xs")
 SPLITS = ("TEST", "SFT-Val", "GRPO", "SFT-Train")  # the order they are chosen (eval first)
 PROGRESS = "_progress.jsonl"
 
 
-class VibeLevels(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    xl: str = Field(max_length=400, description="3-4 sentences: setting, mood, pace, sounds, emotional arc")
-    lg: str = Field(max_length=250, description="2 sentences: the mood and its texture")
-    m: str = Field(max_length=150, description="one sentence")
-    sm: str = Field(max_length=60, description="a short phrase")
-    xs: str = Field(max_length=30, description="1-3 words")
+def tag_vocabulary(config: VibesConfig) -> list[str] | None:
+    """The words tags are chosen from under guided decoding (None: free tags): the shipped
+    mood/texture list (`moods`) or a file of one word per line, plus `extra_tags`."""
+    if config.tag_vocabulary == "free":
+        return None
+    if config.tag_vocabulary == "moods":
+        from assay.synth.quality import mood_words
 
-
-class CharacterVibe(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=40)
-    vibes: VibeLevels
-
-
-def extraction_model(max_characters: int) -> type[BaseModel]:
-    """The structured answer: scene vibes, up to `max_characters` character vibes, tags."""
-    return create_model(
-        "VibeExtraction",
-        __config__=ConfigDict(extra="forbid"),
-        scene=(VibeLevels, ...),
-        characters=(list[CharacterVibe], Field(max_length=max_characters)),
-        tags=(list[str], Field(min_length=1, max_length=6, description="mood words, lowercase")),
-    )
+        words = set(mood_words())
+    else:
+        path = Path(config.tag_vocabulary)
+        if not path.is_file():
+            raise DataError(f"vibes.tag_vocabulary: {path} is not a file (use moods, free or a file of words)")
+        words = {w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()}
+        words = {w for w in words if w and not w.startswith("#")}
+    words |= {w.strip().lower() for w in config.extra_tags if w.strip()}
+    if not words:
+        raise DataError("vibes.tag_vocabulary: the vocabulary is empty")
+    return sorted(words)
 
 
 class VibesConfig(Section):
@@ -64,6 +61,13 @@ class VibesConfig(Section):
     max_input_words: int = Field(4000, ge=20, description="Texts are truncated to this many words.")
     max_characters: int = Field(2, ge=0, le=6, description="Character vibes asked for per text.")
     levels: list[str] = Field(list(LEVELS), description="Levels that become rows (all five are extracted).")
+    prompt_profile: Profile = Field(
+        "auto", description="plain (schema in the prompt), small (worked examples), auto: as measured per model."
+    )
+    tag_vocabulary: str = Field(
+        "moods", description="Under guided decoding tags are words of: moods (shipped), a file of words, or free."
+    )
+    extra_tags: list[str] = Field(default_factory=list, description="Words added to the tag vocabulary.")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1200, ge=16)
     test_fraction: float = Field(0.15, ge=0, lt=1)
@@ -80,14 +84,27 @@ Answer with one JSON object only, matching this JSON Schema:
 {schema}"""
 
 
-def build_messages(text: str, config: VibesConfig, schema: dict) -> list[dict[str, str]]:
-    """The extraction prompt (kept separate from the call so it can be tested and cached)."""
+def build_messages(text: str, config: VibesConfig, schema: dict, profile: str = "plain") -> list[dict[str, str]]:
+    """The extraction prompt of a resolved profile (`profiles.resolve`; kept apart from the call so it
+    can be tested and cached). The small profile shows worked examples instead of the schema."""
     import json
 
     words = text.split()
     clipped = " ".join(words[: config.max_input_words])
+    if profile == "small":
+        return vibe_messages(clipped, config.max_characters)
     system = SYSTEM.format(max_characters=config.max_characters, schema=json.dumps(schema, separators=(",", ":")))
     return [{"role": "system", "content": system}, {"role": "user", "content": f"<text>\n{clipped}\n</text>"}]
+
+
+_OPEN_TAIL = re.compile(r"\s*[\[({<`_][^\])}>]*$")  # an opening bracket never closed, to the end
+
+
+def tidy(text: str) -> str:
+    """One line, without a tail a length bound cut short: an unclosed bracket and what follows it,
+    trailing commas, colons, dashes ("the stronghold, the [X" -> "the stronghold, the")."""
+    text = " ".join(text.split())
+    return _OPEN_TAIL.sub("", text).rstrip(" ,;:-_")
 
 
 def vibe_rows(progress: list[dict[str, Any]], config: VibesConfig) -> list[dict[str, Any]]:
@@ -100,11 +117,11 @@ def vibe_rows(progress: list[dict[str, Any]], config: VibesConfig) -> list[dict[
     rows = []
     for entry in progress:
         ext = entry["extraction"]
-        tags = [t.strip() for t in ext.get("tags", []) if t.strip()]
+        tags = list(dict.fromkeys(t.strip().lower() for t in ext.get("tags", []) if t.strip()))  # unique, in order
         vibes = [("scene", None, ext["scene"])] + [("character", c["name"], c["vibes"]) for c in ext["characters"]]
         for index, (scope, name, levels) in enumerate(vibes):
             for level in config.levels:
-                text = " ".join(str(levels.get(level, "")).split())
+                text = tidy(str(levels.get(level, "")))
                 if not text:
                     continue
                 row_id = f"{entry['row_id']}#{index}:{level}"
@@ -162,11 +179,14 @@ def text_key(row: dict[str, Any]) -> str:
     return f"{row['dataset']}/{row['id_in_dataset']}"
 
 
-def finalize(out_dir: Path, config: VibesConfig) -> dict[str, Any]:
-    """Rows from `_progress.jsonl` -> noise -> dedupe -> split files. Returns counts."""
+def finalize(out_dir: Path, config: VibesConfig, texts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Rows from `_progress.jsonl` -> noise -> dedupe -> split files. Returns counts and the quality
+    measures of the rows written (`quality.vibe_measures`; relevance when `texts`, 'dataset/id' ->
+    source text, is given)."""
     import json
 
     from assay.embeddings import embed, greedy_dedupe
+    from assay.synth.quality import vibe_measures
 
     progress = list(read_jsonl(out_dir / PROGRESS)) if (out_dir / PROGRESS).exists() else []
     if not progress:
@@ -192,6 +212,7 @@ def finalize(out_dir: Path, config: VibesConfig) -> dict[str, Any]:
         "noisy_rows": sum(r["vibe_noisy"] != r["vibe_original"] for r in rows),
         "rows_per_split": counts,
         "texts_per_split": {k: len(v) for k, v in splits.items()},
+        "quality": vibe_measures(rows, texts),
     }
 
 
@@ -223,11 +244,13 @@ class VibesStep(Step):
                 raise DataError(
                     f"{self.input_dir}: input row {number} lacks 'text' or 'row_id' (made by `assay synth ingest`?)"
                 )
-        self.model_cls = extraction_model(self.config.max_characters)
+        vocabulary = tag_vocabulary(self.config) if self.llm.guided else None
+        self.model_cls = extraction_model(self.config.max_characters, vocabulary)
         self.schema = self.model_cls.model_json_schema()
+        self.profile = resolve(self.config.prompt_profile, self.llm.model, "vibes")
 
     def run_info(self) -> dict[str, Any]:
-        return {"inputs": [str(p) for p in self.files]}
+        return {"inputs": [str(p) for p in self.files], "prompt_profile": self.profile}
 
     def jobs(self) -> list[Job]:
         return [Job(self.rows, self.out_dir / PROGRESS, "vibes")]
@@ -235,7 +258,7 @@ class VibesStep(Step):
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         request = ChatRequest(
             model=self.llm.model,
-            messages=build_messages(row["text"], self.config, self.schema),
+            messages=build_messages(row["text"], self.config, self.schema, self.profile),
             temperature=self.config.temperature,
             max_tokens=self.config.max_tokens,
             seed=self.config.seed,
@@ -255,7 +278,8 @@ class VibesStep(Step):
         }
 
     def finish(self, stats) -> dict[str, Any]:
-        return {"run": stats["vibes"].to_dict(), **finalize(self.out_dir, self.config)}
+        texts = {text_key(row): row["text"] for row in self.rows}
+        return {"run": stats["vibes"].to_dict(), **finalize(self.out_dir, self.config, texts)}
 
 
 def extract_vibes(input_dir: Path, out_dir: Path, config: VibesConfig, llm_settings, runner_settings) -> dict[str, Any]:

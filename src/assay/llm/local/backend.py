@@ -86,7 +86,7 @@ class LocalBackend:
             else:
                 generator.seed()
             t0 = time.perf_counter()
-            session = KVSession(lm.model, ids, prefix_len, lm.prefixes)
+            session = KVSession(lm.model, ids, prefix_len, lm.prefixes, len(request.messages) - 1)
             prefill_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             guided: dict[str, float] = {}
@@ -160,8 +160,9 @@ def context_size(lm: LocalModel) -> int:
 
 def prompt_ids(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
     """Token ids of the chat prompt (ending with the assistant turn's header) and the length of its
-    system turn (0 when there is none or it does not tokenise as a clean prefix): the part whose KV
-    state is shared between requests."""
+    prefix: every turn before the last when the prompt starts with a system turn and those turns
+    tokenise as a clean prefix of it (else 0). That part (a system turn, worked examples) is what
+    requests share; its KV state is kept (`session.PrefixCache`)."""
     from jinja2 import TemplateError
 
     try:
@@ -172,7 +173,7 @@ def prompt_ids(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
     ids = tokenizer.encode(text, add_special_tokens=False)
     prefix_len = 0
     if msgs[0]["role"] == "system" and len(msgs) > 1:
-        head = tokenizer.apply_chat_template(msgs[:1], tokenize=False, add_generation_prompt=False)
+        head = tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=False)
         if text.startswith(head):
             head_ids = tokenizer.encode(head, add_special_tokens=False)
             if ids[: len(head_ids)] == head_ids:

@@ -53,6 +53,7 @@ SUBSET = 4
 # whose strings, numbers and arrays can end; a pathological pattern could need more).
 CLOSING_LIMIT = 4096
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPEN_ARRAY, _OPEN_OBJECT, _CLOSE = ord("["), ord("{"), (ord("]"), ord("}"))
 
 
 class SchemaError(LLMError):
@@ -159,7 +160,7 @@ class GuidedOptions:
     generator: torch.Generator | None = None
     max_tokens: int = 4096
     max_string_tokens: int | None = None  # sampled tokens per string before it must close (None: no cap)
-    repetition_penalty: float = 1.0  # loop guards on the text inside the answer's strings (sampling.penalize)
+    repetition_penalty: float = 1.0  # loop guards per string and across an array's items (sampling.penalize)
     no_repeat_ngram: int = 0
 
 
@@ -185,12 +186,25 @@ class StringState:
     def __init__(self):
         self.inside = self.escaped = False
         self.sampled = 0
+        self.opened = 0  # strings started so far
+        self.scope: int | None = None  # the array the current string is an item of (None: not in one)
+        self._stack: list[int | None] = []  # open containers: an array's number, None for an object
+        self._arrays = 0
 
     def feed(self, data: bytes) -> None:
         for byte in data:
             if not self.inside:
                 if byte == _QUOTE:
                     self.inside, self.sampled = True, 0
+                    self.opened += 1
+                    self.scope = self._stack[-1] if self._stack else None
+                elif byte == _OPEN_ARRAY:
+                    self._arrays += 1
+                    self._stack.append(self._arrays)
+                elif byte == _OPEN_OBJECT:
+                    self._stack.append(None)
+                elif byte in _CLOSE and self._stack:
+                    self._stack.pop()
             elif self.escaped:
                 self.escaped = False
             elif byte == _BACKSLASH:
@@ -204,7 +218,9 @@ def generate_json(grammar: str, model: TokenModel, table: TokenTable, options: G
     matcher = table.matcher(grammar)
     strings = StringState()
     out: list[int] = []
-    content: list[int] = []  # the tokens sampled inside strings: what the loop guards look at
+    # what the loop guards look at: the tokens sampled in the current string, and in the earlier items
+    # of the array it is an item of (so items do not repeat each other; other fields may share words)
+    content: list[int] = []
     guard = options.repetition_penalty != 1.0 or options.no_repeat_ngram > 0
     sampled = forced = closing = 0
     grammar_s = 0.0
@@ -215,8 +231,11 @@ def generate_json(grammar: str, model: TokenModel, table: TokenTable, options: G
         if not matcher.consume_tokens(tokens):
             raise LLMError(f"guided decoding: the grammar refused a token ({matcher.get_error()})")
         out.extend(tokens)
+        opened, scope = strings.opened, strings.scope
         for token in tokens:
             strings.feed(table.token_bytes[token])
+        if strings.opened != opened and (strings.scope is None or strings.scope != scope):
+            content.clear()  # a new field's string: its own history (fields may share words)
 
     while True:
         started = time.perf_counter()

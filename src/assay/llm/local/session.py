@@ -30,7 +30,8 @@ from transformers.cache_utils import DynamicLayer
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "assay_sdpa"
-PREFIX_SLOTS = 4  # prompt prefixes (system turns) whose KV state is kept per loaded model
+PREFIX_SLOTS = 4  # prompt prefixes (the turns before the last) whose KV state is kept per loaded model
+SEEN_PREFIXES = 256  # prompt prefixes remembered (as token ids) to tell a shared one from a one-off
 HEADROOM = 512  # extra buffer positions allocated past the prompt (grows by doubling)
 
 
@@ -128,13 +129,32 @@ def _new_cache(config, capacity: int) -> DynamicCache:
 
 
 class PrefixCache:
-    """LRU of prompt-prefix KV states (per layer (keys, values) copies) keyed by their token ids."""
+    """LRU of prompt-prefix KV states (per layer (keys, values) copies) keyed by their token ids.
 
-    def __init__(self, slots: int = PREFIX_SLOTS):
-        self.slots = slots
+    A prompt's prefix is everything before its last turn (`backend.prompt_ids`): a system turn, or a
+    system turn with worked examples that every request of a step repeats. A prefix of one turn is
+    stored the first time; a longer one the second time it is seen (`wanted`), so a one-off
+    conversation history does not push a shared prefix out."""
+
+    def __init__(self, slots: int = PREFIX_SLOTS, remembered: int = SEEN_PREFIXES):
+        self.slots, self.remembered = slots, remembered
         self._entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._seen: OrderedDict[int, None] = OrderedDict()  # hashes of longer prefixes seen once
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+
+    def wanted(self, ids: Sequence[int], turns: int) -> bool:
+        """Whether to store the prefix `ids` (of `turns` turns) now: one turn, or seen before."""
+        if turns <= 1:
+            return True
+        key = hash(tuple(ids))
+        with self._lock:
+            if key in self._seen:
+                return True
+            self._seen[key] = None
+            while len(self._seen) > self.remembered:
+                self._seen.popitem(last=False)
+        return False
 
     def get(self, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         with self._lock:
@@ -159,14 +179,22 @@ class KVSession:
 
     `model` is a transformers causal LM prepared with `prepare_model` (its `base_model` returns
     hidden states, its output embeddings map them to logits). The prompt is prefilled in two
-    chunks, `prompt_ids[:prefix_len]` (looked up in / stored to `prefixes`) and the rest, so a
-    cached and an uncached run do the same arithmetic and give the same tokens.
+    chunks, `prompt_ids[:prefix_len]` (looked up in / stored to `prefixes`; it holds `prefix_turns`
+    chat turns) and the rest, so a cached and an uncached run do the same arithmetic and give the
+    same tokens.
 
     `passes` counts forward passes after the prompt and `forward_s` the time spent in them and in
     the output layer (what a decoder costs on top of that is its own overhead).
     """
 
-    def __init__(self, model, prompt_ids: Sequence[int], prefix_len: int = 0, prefixes: PrefixCache | None = None):
+    def __init__(
+        self,
+        model,
+        prompt_ids: Sequence[int],
+        prefix_len: int = 0,
+        prefixes: PrefixCache | None = None,
+        prefix_turns: int = 1,
+    ):
         if not prompt_ids:
             raise ValueError("empty prompt")
         self.model = model
@@ -189,7 +217,7 @@ class KVSession:
             self.prefix_hit = True
         elif prefix:
             self._run(prefix)
-            if prefixes is not None:
+            if prefixes is not None and prefixes.wanted(prefix, prefix_turns):
                 prefixes.put(prefix, [(layer.keys.clone(), layer.values.clone()) for layer in self.cache.layers])
         self._hidden = self._run(list(prompt_ids[prefix_len:]))
         self.passes = 0
