@@ -73,6 +73,7 @@ def main() -> None:
 
     from rich.table import Table
 
+    from assay.errors import AssayError
     from assay.music import describe, load_music_json, measure, render
     from assay.synth.quality import description_auroc
 
@@ -93,7 +94,10 @@ def main() -> None:
             for config in cands:
                 key = json.dumps(config, sort_keys=True)
                 if key not in described:
-                    parsed, _ = load_music_json(config)
+                    try:
+                        parsed, _ = load_music_json(config)
+                    except AssayError as exc:
+                        sys.exit(f"error: {name}: a config the renderer cannot read: {exc}")
                     described[key] = describe(measure(render(parsed, duration=args.duration, seed=0), 44100))
         texts = [[described[json.dumps(c, sort_keys=True)] for c in cands] for cands in configs]
         scorer = description_auroc(vibes, texts, keys)
