@@ -31,7 +31,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 ATTENTION = "assay_sdpa"
 PREFIX_SLOTS = 4  # prompt prefixes (the turns before the last) whose KV state is kept per loaded model
-SEEN_PREFIXES = 256  # prompt prefixes remembered (as token ids) to tell a shared one from a one-off
+SEEN_PREFIXES = 256  # prompt prefixes remembered (hashes of their token ids) to tell a shared one from a one-off
 HEADROOM = 512  # extra buffer positions allocated past the prompt (grows by doubling)
 
 
