@@ -74,8 +74,8 @@ def main() -> None:
     from rich.table import Table
 
     from assay.errors import AssayError
-    from assay.music import describe, load_music_json, measure, render
     from assay.synth.quality import description_auroc
+    from assay.synth.scorers.audio import AudioScorer
 
     sets = {"made_for_vibes": made_for_vibes()}
     for folder in args.scored_dir:
@@ -87,6 +87,7 @@ def main() -> None:
     for col in ("data", "rows", "configs", "audio scorer", "ceiling (the mood's words)", "scorer / ceiling"):
         table.add_column(col, justify="left" if col == "data" else "right")
     result: dict = {"duration_s": args.duration, "sets": {}}
+    scorer = AudioScorer(duration=args.duration)  # what `synth score` renders and describes
     started = time.perf_counter()
     for name, (vibes, configs, keys) in sets.items():
         described: dict[str, str] = {}
@@ -95,27 +96,26 @@ def main() -> None:
                 key = json.dumps(config, sort_keys=True)
                 if key not in described:
                     try:
-                        parsed, _ = load_music_json(config)
+                        described[key] = scorer.describe(config)[0]
                     except AssayError as exc:
                         sys.exit(f"error: {name}: a config the renderer cannot read: {exc}")
-                    described[key] = describe(measure(render(parsed, duration=args.duration, seed=0), 44100))
         texts = [[described[json.dumps(c, sort_keys=True)] for c in cands] for cands in configs]
-        scorer = description_auroc(vibes, texts, keys)
+        auroc = description_auroc(vibes, texts, keys)
         ceiling = description_auroc(vibes, [[CEILING[k]] for k in keys], keys) if name == "made_for_vibes" else None
         result["sets"][name] = {
             "rows": len(vibes),
             "configs": len(described),
-            "auroc": scorer,
+            "auroc": auroc,
             "ceiling_auroc": ceiling,
-            "ratio_to_ceiling": scorer / ceiling if ceiling else None,
+            "ratio_to_ceiling": auroc / ceiling if ceiling else None,
         }
         table.add_row(
             name,
             str(len(vibes)),
             str(len(described)),
-            f"{scorer:.3f}",
+            f"{auroc:.3f}",
             f"{ceiling:.3f}" if ceiling else "-",
-            f"{scorer / ceiling:.2f}" if ceiling else "-",
+            f"{auroc / ceiling:.2f}" if ceiling else "-",
         )
     result["seconds"] = time.perf_counter() - started
     report(table, result, args.out)

@@ -43,8 +43,12 @@ _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 @cache
 def mood_words() -> frozenset[str]:
     """The shipped mood/texture vocabulary (src/assay/synth/moods.txt)."""
-    text = resources.files("assay.synth").joinpath("moods.txt").read_text(encoding="utf-8")
-    return frozenset(w.strip() for w in text.splitlines() if w.strip() and not w.startswith("#"))
+    return read_words(resources.files("assay.synth").joinpath("moods.txt").read_text(encoding="utf-8"))
+
+
+def read_words(text: str) -> frozenset[str]:
+    """The words of a word list: one per line, lowercased; blank lines and `#` comments skipped."""
+    return frozenset(w.strip().lower() for w in text.splitlines() if w.strip() and not w.strip().startswith("#"))
 
 
 @cache
@@ -163,38 +167,35 @@ def tag_measures(tag_lists: Iterable[Sequence[str]]) -> dict[str, Any]:
     }
 
 
-def _auroc(matched: Sequence[float], shuffled: Sequence[float]) -> float | None:
+def _auroc(matched: np.ndarray, shuffled: np.ndarray) -> float | None:
     from assay.stats import auroc
 
-    if not matched or not shuffled:
+    if not len(matched) or not len(shuffled):
         return None
-    scores = np.array([*matched, *shuffled], dtype=float)
-    positive = np.array([True] * len(matched) + [False] * len(shuffled))
+    scores = np.concatenate([matched, shuffled]).astype(float)
+    positive = np.arange(len(scores)) < len(matched)
     return float(auroc(scores, positive))
 
 
-def _pairs(keys: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]] | None:
-    """Matched pairs (i, i) and every mismatched pair (i, j) whose keys differ: the exact expectation
-    over shuffles, where one random shuffle would add noise of its own. None if all keys are one."""
-    mismatched = [(i, j) for i, a in enumerate(keys) for j, b in enumerate(keys) if a != b]
-    return (list(range(len(keys))), mismatched) if mismatched else None
+def _differ(keys: Sequence[str]) -> np.ndarray:
+    """[i, j]: rows i and j come from different texts. Every such pair counts as shuffled: the exact
+    expectation over shuffles, where one random shuffle would add noise of its own."""
+    codes = np.unique(np.asarray(keys, dtype=object), return_inverse=True)[1]
+    return codes[:, None] != codes[None, :]
 
 
 def relevance_auroc(vibes: Sequence[str], sources: Sequence[str], keys: Sequence[str]) -> float | None:
-    """AUROC of cos(vibe, its own source) against cos(vibe, every other source)."""
+    """AUROC of cos(vibe, its own source) against cos(vibe, every other text's source)."""
     from assay.embeddings import embed
 
-    pairs = _pairs(keys)
-    if pairs is None:
+    differ = _differ(keys)
+    if not differ.any():
         return None
-    v = embed(list(vibes))
     unique = sorted(set(sources))
-    index = {s: i for i, s in enumerate(unique)}
-    s = embed(unique)
-    sim = v @ s.T
-    own = [float(sim[i, index[sources[i]]]) for i in pairs[0]]
-    others = [float(sim[i, index[sources[j]]]) for i, j in pairs[1]]
-    return _auroc(own, others)
+    position = {s: i for i, s in enumerate(unique)}
+    index = np.array([position[s] for s in sources])
+    sim = (embed(list(vibes)) @ embed(unique).T)[:, index]  # [i, j]: vibe i with row j's source
+    return _auroc(np.diag(sim), sim[differ])
 
 
 def config_variety(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -215,18 +216,13 @@ def description_auroc(vibes: Sequence[str], descriptions: Sequence[Sequence[str]
     configs) against cos(vibe, one of another text's). `descriptions[i]`: those of row i's configs."""
     from assay.embeddings import embed
 
-    pairs = _pairs(keys)
     flat = [d for ds in descriptions for d in ds]
-    if pairs is None or not flat:
+    differ = _differ(keys)
+    if not flat or not differ.any():
         return None
-    owner = [i for i, ds in enumerate(descriptions) for _ in ds]
-    sim = embed(list(vibes)) @ embed(flat).T  # [rows, descriptions]
-    by_row: dict[int, list[int]] = {}
-    for k, i in enumerate(owner):
-        by_row.setdefault(i, []).append(k)
-    own = [float(sim[i, k]) for i in pairs[0] for k in by_row.get(i, [])]
-    others = [float(sim[i, k]) for i, j in pairs[1] for k in by_row.get(j, [])]
-    return _auroc(own, others)
+    owner = np.array([i for i, ds in enumerate(descriptions) for _ in ds])
+    sim = embed(list(vibes)) @ embed(flat).T  # [row, description]
+    return _auroc(sim[owner, np.arange(len(flat))], sim[differ[:, owner]])
 
 
 def valid_candidates(row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -143,16 +143,16 @@ class ScoreStep(SplitFilesStep):
             await scorer.aclose()
 
     def finish(self, stats) -> dict[str, Any]:
-        out = {"splits": self.split_stats(stats), "means": score_means(self.out_dir, self.config.splits)}
+        splits = {
+            name: list(read_jsonl(path))
+            for name in self.config.splits
+            if (path := self.out_dir / f"{name}.jsonl").exists()
+        }
+        out = {"splits": self.split_stats(stats), "means": score_means(splits)}
         if "audio" in self.config.scorers:  # from the descriptions the scorer stored: no rendering
             from assay.synth.quality import audio_auroc
 
-            rows = [
-                r
-                for name in self.config.splits
-                if (self.out_dir / f"{name}.jsonl").exists()
-                for r in read_jsonl(self.out_dir / f"{name}.jsonl")
-            ]
+            rows = [row for split_rows in splits.values() for row in split_rows]
             out["audio_scorer_auroc"] = audio_auroc(rows, self.config.vibe_field, self.config.audio_duration)
         return out
 
@@ -163,15 +163,12 @@ def score_configs(
     return run_step(ScoreStep(input_dir, out_dir, config, llm_settings, runner_settings))
 
 
-def score_means(out_dir: Path, splits: list[str]) -> dict[str, dict[str, float]]:
-    """Per split and scorer: the mean final_score of the selected configs."""
+def score_means(splits: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per split (name -> its scored rows) and scorer: the mean final_score of the selected configs."""
     means: dict[str, dict[str, float]] = {}
-    for name in splits:
-        path = Path(out_dir) / f"{name}.jsonl"
-        if not path.exists():
-            continue
+    for name, rows in splits.items():
         sums: dict[str, list[float]] = {}
-        for row in read_jsonl(path):
+        for row in rows:
             for scorer, value in (row.get("score") or {}).items():
                 sums.setdefault(scorer, []).append(value)
         means[name] = {k: math.fsum(v) / len(v) for k, v in sums.items()} | {

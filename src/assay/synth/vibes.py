@@ -38,16 +38,15 @@ def tag_vocabulary(config: VibesConfig) -> list[str] | None:
     mood/texture list (`moods`) or a file of one word per line, plus `extra_tags`."""
     if config.tag_vocabulary == "free":
         return None
-    if config.tag_vocabulary == "moods":
-        from assay.synth.quality import mood_words
+    from assay.synth.quality import mood_words, read_words
 
+    if config.tag_vocabulary == "moods":
         words = set(mood_words())
     else:
         path = Path(config.tag_vocabulary)
         if not path.is_file():
             raise DataError(f"vibes.tag_vocabulary: {path} is not a file (use moods, free or a file of words)")
-        words = {w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines()}
-        words = {w for w in words if w and not w.startswith("#")}
+        words = set(read_words(path.read_text(encoding="utf-8")))
     words |= {w.strip().lower() for w in config.extra_tags if w.strip()}
     if not words:
         raise DataError("vibes.tag_vocabulary: the vocabulary is empty")
