@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The fast suite tests the local model's transformers runtime whatever else is installed: llama.cpp
+# (the compiled `llamacpp` extra) is what `make test-integration` tests (tests/integration).
+os.environ["ASSAY_LOCAL_BACKEND"] = "transformers"
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -7,7 +7,14 @@ a missing file, a corrupt checkpoint. The CLI prints such errors as one line sta
 
 
 class AssayError(Exception):
-    """An error caused by user input; its message is a complete, single-line explanation."""
+    """An error caused by user input; its message is a complete, single-line explanation.
+
+    permanent: the same input fails the same way every time (a request an endpoint rejects, an
+    unknown model, a bad key), so a pipeline stops after a few in a row instead of failing every row;
+    fix: what the user should change, in one sentence (or None)."""
+
+    permanent: bool = False
+    fix: str | None = None
 
 
 class ConfigError(AssayError):

@@ -73,7 +73,8 @@ def test_ray_engine_writes_what_the_local_runner_writes(tmp_path, capsys, server
         assert [r["row_id"] for r in rows(ray)] == expected
     errors = [rows(tmp_path / e / "configs/TEST.errors.jsonl") for e in ("local", "ray")]
     assert errors[0] == errors[1] == [{"row_id": "broken", "error": "row broken: no vibe in field 'vibe_original'"}]
-    assert local_calls == 2 * sum(len(by_id(tmp_path / "local/configs" / f"{s}.jsonl")) for s in SPLITS)
+    # two candidates per row, and one probe per run for the structured-output mode (`llm.structured = auto`)
+    assert local_calls == 2 * sum(len(by_id(tmp_path / "local/configs" / f"{s}.jsonl")) for s in SPLITS) + 1
     assert not (tmp_path / "ray/configs/.ray").exists()  # the rows-to-do file is gone
 
     # the scorers are built in each actor (not shipped): the same scores

@@ -15,6 +15,7 @@ from assay.cli.config_cmd import config_app
 from assay.cli.correct import correct_app
 from assay.cli.experiment import experiment_app
 from assay.cli.judge import judge_app
+from assay.cli.llm import llm_app
 from assay.cli.music import music_app
 from assay.cli.synth import synth_app
 
@@ -31,7 +32,8 @@ app = typer.Typer(
     "  synth, music            LLM synthetic data: text -> vibes -> music configs -> scores\n"
     "  correct                 multi-turn self-correction with a learned reprompt policy\n"
     "  experiment              targeted masking of connectives in the King James Bible\n"
-    "  config                  the shipped configs, to start from\n\n"
+    "  config                  the shipped configs, to start from\n"
+    "  llm                     check what an LLM endpoint (or the local model) can do\n\n"
     "Run `assay COMMAND -h` for a command's options and an example.",
 )
 
@@ -66,6 +68,7 @@ app.add_typer(correct_app, name="correct")
 app.add_typer(music_app, name="music")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(config_app, name="config")
+app.add_typer(llm_app, name="llm")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,10 +109,19 @@ class EndpointFlags:
     cache: Annotated[
         Path | None, typer.Option("--cache", metavar="PATH", help="SQLite response cache (reruns replay its answers).")
     ] = None
+    structured: Annotated[
+        Literal["auto", "json_schema", "json_object_schema", "json_object", "prompt"] | None,
+        typer.Option(
+            "--structured",
+            help="How a JSON Schema goes to the endpoint: auto (the first mode it accepts), json_schema, "
+            "json_object_schema (llama.cpp's server), json_object or prompt.  [default: auto]",
+        ),
+    ] = None
 
     def overrides(self) -> dict[str, object]:
         """The flags as keys of a config tree with an [llm] section."""
         return {
+            "llm.structured": self.structured,
             "llm.api_base": self.api_base,
             "llm.api_key_env": self.api_key_env,
             "llm.env_file": self.env_file,

@@ -1,7 +1,8 @@
 """SQLite response cache: one table, keyed by a hash of everything that changes the answer.
 
 The key is sha256 of the canonical JSON of (backend kind, api_base, model, messages, temperature,
-max_tokens, top_p, seed, json_schema, schema_name, extra) — and of nothing that does not change the
+max_tokens, top_p, seed, json_schema, schema_name, extra, and the structured-output mode when it is
+not the backend's own: caches made before the modes existed stay valid) — and of nothing that does not change the
 answer (timeouts, concurrency, rate limits, the API key). Requests with temperature > 0 are cached
 too: re-running a pipeline replays its samples. A different `seed`, or a cache-only `extra` key such
 as {"_candidate": 2}, gives a fresh sample.
@@ -45,6 +46,15 @@ CREATE TABLE IF NOT EXISTS responses (
 )
 """
 
+# The structured-output mode `auto` found per endpoint and model (LLMClient): a later run skips the probe.
+_MODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS structured_modes (
+    endpoint TEXT PRIMARY KEY,
+    mode TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
 
 def request_key_payload(request: ChatRequest, kind: str, api_base: str | None) -> dict:
     """What the key hashes."""
@@ -61,7 +71,7 @@ def request_key_payload(request: ChatRequest, kind: str, api_base: str | None) -
         "json_schema": request.json_schema,
         "schema_name": request.schema_name if request.json_schema is not None else None,
         "extra": request.extra,
-    }
+    } | ({"structured": request.structured} if request.structured is not None else {})
 
 
 def canonical_json(obj) -> str:
@@ -101,6 +111,7 @@ class ResponseCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()  # reads
             self._db.execute(_SCHEMA)
+            self._db.execute(_MODES_SCHEMA)
             self._wdb = self._connect()  # writes (the writer thread only)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the LLM cache {self.path}: {exc}") from None
@@ -152,6 +163,25 @@ class ResponseCache:
             self.hits += 1
         data.update(cached=True, cost_usd=0.0, latency_s=latency_s)
         return ChatResponse.from_dict(data)
+
+    def get_mode(self, endpoint: str) -> str | None:
+        """The structured-output mode remembered for `endpoint` (kind, api_base and model as one
+        string), or None. A failed read is None: the client probes again."""
+        try:
+            with self._read_lock:
+                row = self._db.execute("SELECT mode FROM structured_modes WHERE endpoint = ?", (endpoint,)).fetchone()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def put_mode(self, endpoint: str, mode: str) -> None:
+        """Remember `endpoint`'s mode (written at once: it is one row per endpoint and run). A write
+        that fails is forgotten: the next run probes again."""
+        with contextlib.suppress(sqlite3.Error), self._read_lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO structured_modes (endpoint, mode, created) VALUES (?, ?, ?)",
+                (endpoint, mode, time.time()),
+            )
 
     def put(self, key: str, response: ChatResponse) -> None:
         """Queue an answer for writing. Never raises for a write that fails later (see `dropped`)."""

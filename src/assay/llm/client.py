@@ -19,21 +19,38 @@ limit and the usage totals are shared by all.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from assay.errors import ConfigError
 from assay.llm.backends import Backend, make_backend
-from assay.llm.cache import ResponseCache, cache_key
+from assay.llm.cache import ResponseCache, cache_key, canonical_json
 from assay.llm.limits import TokenBucket, concurrency_limit
 from assay.llm.retry import Backoff, with_retries
 from assay.llm.settings import LLMSettings, backend_kind, loop_guards, read_env_file, resolve_api_key
-from assay.llm.structured import StructuredResult, Validator, json_schema_for, parse_structured, repair_message
+from assay.llm.structured import (
+    NATIVE_MODE,
+    STRUCTURED_MODES,
+    StructuredResult,
+    Validator,
+    json_schema_for,
+    mentions_structured,
+    parse_structured,
+    probe_request,
+    repair_message,
+)
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, known_secrets, redact
 from assay.llm.usage import UsageTracker
 
+RUNTIME_KEY = "_runtime"  # = assay.llm.local.RUNTIME_KEY (not imported here: that loads torch)
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+ADAPTIVE_KINDS = ("openai", "litellm")  # where `structured = auto` looks for the mode an endpoint takes
 
 
 class _LoopState:
@@ -43,6 +60,7 @@ class _LoopState:
         self.backend = backend
         self.semaphore = concurrency_limit(max_concurrency)
         self.pending: dict[str, asyncio.Future] = {}
+        self.probes: dict[str, asyncio.Lock] = {}  # model -> held while `auto` looks for its mode
         self.closed = False
         self.closer = None  # see _closer
         self.closer_started = False
@@ -85,6 +103,12 @@ class LLMClient:
         self._sync_loop: asyncio.AbstractEventLoop | None = None
         self._sync_thread: threading.Thread | None = None
         self._closed = False
+        if s.structured not in ("auto", "prompt") and self.kind in ("local", "anthropic"):
+            raise ConfigError(
+                f"llm.structured={s.structured} is for OpenAI-compatible endpoints and LiteLLM; "
+                f"{s.model} takes auto ({NATIVE_MODE[self.kind]}) or prompt"
+            )
+        self._modes: dict[str, str] = {}  # model -> the structured mode `auto` found
 
     # ---- the call ----------------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -94,11 +118,115 @@ class LLMClient:
             raise LLMError("the LLM client is closed")
         if not request.model:
             request = request.replace(model=self.settings.model)
+        setting = self.settings.structured
         if self.kind == "local":
-            penalty, n = loop_guards(self.settings, guided=request.json_schema is not None)
-            if penalty != 1.0 or n:
-                guards = {"repetition_penalty": penalty, "no_repeat_ngram_size": n}
-                request = request.replace(extra={**guards, **request.extra})  # (so the cache key holds them)
+            guided = request.json_schema is not None and setting != "prompt" and request.structured != "prompt"
+            penalty, n = loop_guards(self.settings, guided=guided)
+            extra = {"repetition_penalty": penalty, "no_repeat_ngram_size": n} if penalty != 1.0 or n else {}
+            if self._runtime(guided) == "llamacpp":
+                extra[RUNTIME_KEY] = "llamacpp"  # (its answers differ from the transformers runtime's)
+            if extra:
+                request = request.replace(extra={**extra, **request.extra})  # (so the cache key holds them)
+        if request.json_schema is None or request.structured is not None:
+            return await self._complete(request, started)
+        if setting == "auto" and self.kind in ADAPTIVE_KINDS:
+            return await self._complete_auto(request, started)
+        try:
+            return await self._complete(self._in_mode(request, setting), started)
+        except LLMError as exc:
+            if setting == "auto" or not (exc.kind == "validation" and mentions_structured(str(exc))):
+                raise
+            raise LLMError(
+                str(exc),
+                kind=exc.kind,
+                fix=f"this endpoint rejects llm.structured={setting}; set llm.structured=auto "
+                f"(`assay llm check` lists the modes it takes)",
+            ) from None
+
+    async def list_models(self) -> list[str]:
+        """The model ids an OpenAI-compatible endpoint lists (GET {api_base}/models)."""
+        from assay.llm.backends.openai_compat import list_models
+
+        return await list_models(self.settings.api_base, self._api_key, self.settings.timeout_s)
+
+    def _runtime(self, guided: bool) -> str:
+        """The local model's runtime for a guided or plain request (assay.llm.local.runtime_for)."""
+        from assay.llm.local import runtime_for
+
+        return runtime_for(self.settings.model.split("/", 1)[1], self.settings.local_backend, guided)
+
+    # ---- structured-output modes -------------------------------------------------------------
+    def _in_mode(self, request: ChatRequest, mode: str) -> ChatRequest:
+        """`request` sent in structured mode `mode` ("auto" or the backend's own: as it is)."""
+        if mode in ("auto", NATIVE_MODE[self.kind]):
+            return request
+        return request.replace(structured=mode)
+
+    def _endpoint(self, model: str) -> str:
+        return canonical_json([self.kind, self.settings.api_base, model])
+
+    def known_mode(self, model: str | None = None) -> str | None:
+        """The structured mode requests for `model` (default: the configured one) are sent in: the
+        setting, the backend's own way for `auto` on the local model and Anthropic, or what `auto`
+        found (None until the first request with a schema, or `resolve_structured_mode`)."""
+        model = model or self.settings.model
+        setting = self.settings.structured
+        if setting != "auto":
+            return setting
+        if self.kind not in ADAPTIVE_KINDS:
+            return NATIVE_MODE[self.kind]
+        mode = self._modes.get(model)
+        if mode is None and self.cache is not None:
+            mode = self.cache.get_mode(self._endpoint(model))
+            if mode in STRUCTURED_MODES:
+                self._modes[model] = mode
+            else:
+                mode = None
+        return mode
+
+    async def resolve_structured_mode(self, model: str | None = None) -> str:
+        """The structured mode for `model`, probing the endpoint with one tiny request if `auto` has
+        not found it yet (a pipeline step does this before its rows, to report the mode up front)."""
+        mode = self.known_mode(model)
+        if mode is None:
+            await self.complete(probe_request(model or self.settings.model))
+            mode = self.known_mode(model)
+        return mode or NATIVE_MODE[self.kind]
+
+    async def _complete_auto(self, request: ChatRequest, started: float) -> ChatResponse:
+        """`auto`: send in the mode found for this endpoint; the first request (one at a time per
+        model) tries the modes strongest first and keeps the first one the endpoint does not reject."""
+        mode = self.known_mode(request.model)
+        if mode is None:
+            state = self._states.get(asyncio.get_running_loop()) or await self._new_state()
+            async with state.probes.setdefault(request.model, asyncio.Lock()):
+                mode = self.known_mode(request.model)
+                if mode is None:
+                    return await self._try_modes(request, STRUCTURED_MODES, started)
+        return await self._try_modes(request, STRUCTURED_MODES[STRUCTURED_MODES.index(mode) :], started)
+
+    async def _try_modes(self, request: ChatRequest, modes: tuple[str, ...], started: float) -> ChatResponse:
+        """The answer in the first of `modes` that the endpoint does not reject as a request shape: a
+        validation error that names the structured output (a row-specific rejection, such as a prompt
+        too long for the context, fails the request and leaves the mode as it is)."""
+        for i, mode in enumerate(modes):
+            try:
+                response = await self._complete(self._in_mode(request, mode), started)
+            except LLMError as exc:
+                rejected = exc.kind == "validation" and mentions_structured(str(exc))
+                if not rejected or i == len(modes) - 1:
+                    raise
+                log.info("%s: the endpoint rejects structured mode %s; trying %s", request.model, mode, modes[i + 1])
+                continue
+            if self._modes.get(request.model) != mode:
+                self._modes[request.model] = mode
+                if self.cache is not None:
+                    self.cache.put_mode(self._endpoint(request.model), mode)
+            return response
+        raise AssertionError("unreachable: the last mode raises")
+
+    async def _complete(self, request: ChatRequest, started: float) -> ChatResponse:
+        """The answer to `request` as it is: cache, shared in-flight calls, the backend with retries."""
         key = None
         if self.cache is not None:
             key = cache_key(request, self.kind, self.settings.api_base)
@@ -162,7 +290,7 @@ class LLMClient:
             message = redact(str(exc), known_secrets(self._api_key, self._env))  # whichever key the SDK used
             if not message.startswith(request.model):
                 message = f"{request.model}: {message}"
-            raise LLMError(message) from None
+            raise exc.with_message(message) from None
 
     # ---- structured output ---------------------------------------------------------------------
     async def complete_json(

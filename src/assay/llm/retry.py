@@ -107,4 +107,6 @@ async def with_retries(
             on_retry(n, wait, error)
         await asyncio.sleep(wait)
     attempts = max_retries + 1
-    raise LLMError(f"{label}: gave up after {attempts} attempt{'s' * (attempts != 1)}; last error: {error}")
+    raise LLMError(
+        f"{label}: gave up after {attempts} attempt{'s' * (attempts != 1)}; last error: {error}", kind="exhausted"
+    )

@@ -48,6 +48,17 @@ class LLMSettings(Section):
     # model's schema-guided decoder, response_format for API models). false: the same prompt without
     # it, sampled freely, the raw text validated afterwards (guided vs free is then comparable).
     guided: bool = True
+    # How a JSON Schema travels to an OpenAI-compatible endpoint or LiteLLM (docs/llm.md, "Structured
+    # output"): json_schema (response_format json_schema), json_object_schema (llama.cpp's server:
+    # json_object with the schema), json_object (the schema in the prompt too), prompt (the schema in
+    # the prompt only; the answer parsed and repaired). auto: the first of these the endpoint accepts,
+    # found on the first request and remembered per (api_base, model) in the response cache. The
+    # local model (its grammar) and Anthropic (a forced tool) take auto or prompt.
+    structured: Literal["auto", "json_schema", "json_object_schema", "json_object", "prompt"] = "auto"
+    # The local model's runtime: llama.cpp (`pip install 'assay[llamacpp]'`) or transformers; auto:
+    # $ASSAY_LOCAL_BACKEND if set, else llama.cpp where it is installed and can load the model (the
+    # shipped GGUF, a .gguf path), else transformers (docs/local_llm.md, measured there).
+    local_backend: Literal["auto", "llamacpp", "transformers"] = "auto"
     # OpenAI-compatible endpoints: "sdk" = the openai SDK (over aiohttp), "lean" = assay's own minimal
     # JSON-over-aiohttp transport (no SDK; for high request rates against local servers)
     transport: Literal["sdk", "lean"] = "sdk"

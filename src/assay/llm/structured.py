@@ -3,9 +3,9 @@
     extract_json('Sure! ```json\\n{"a": 1,}\\n```')   -> {"a": 1}
     parse_structured(text, MyModel)                   -> (MyModel(...), None) or (None, "a: Field required")
 
-Models wrap JSON in prose or code fences, leave trailing commas, or use typographic quotes; those
-are repaired here, where it is safe. Anything else is left for a repair round with the model
-(`LLMClient.complete_json`), whose message is `repair_message(error)`.
+Models wrap JSON in prose or code fences, leave trailing commas, use typographic quotes, or write
+raw line breaks inside strings; those are repaired here, where it is safe. Anything else is left for
+a repair round with the model (`LLMClient.complete_json`), whose message is `repair_message(error)`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from assay.config import validation_message
-from assay.llm.types import ChatResponse
+from assay.llm.types import ChatRequest, ChatResponse
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
 _SMART = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"'})
@@ -60,10 +60,14 @@ def extract_json(text: str) -> Any:
             candidates.append(stripped[start:end])
     for candidate in dict.fromkeys(c for c in candidates if c):
         for variant in _variants(candidate):
-            try:
-                return json.loads(variant)
-            except ValueError:
-                continue
+            for strict in (
+                True,
+                False,
+            ):  # strict=False: raw newlines and tabs inside strings (llama.cpp's grammar lets them through)
+                try:
+                    return json.loads(variant, strict=strict)
+                except ValueError:
+                    continue
     if starts and _balanced_end(stripped, starts[0]) is None:
         raise JSONExtractError("the JSON is cut off (unbalanced brackets)")
     raise JSONExtractError("no JSON object found in the answer" if not starts else "the JSON does not parse")
@@ -165,6 +169,123 @@ def parse_structured(text: str, validator: Validator = None) -> tuple[Any, str |
         return validator(obj), None
     except (ValidationError, ValueError, TypeError, KeyError) as exc:
         return None, describe_validation_error(exc)
+
+
+# How a JSON Schema travels to an endpoint (LLMSettings.structured; docs/llm.md "Structured output"),
+# strongest first: the order `auto` falls back in. json_schema: response_format {"type": "json_schema"}
+# (OpenAI, vLLM, ...); json_object_schema: {"type": "json_object", "schema": ...} (llama.cpp's server,
+# which then decodes under a grammar); json_object: {"type": "json_object"} with the schema in the
+# prompt; prompt: the schema in the prompt only. The answer is validated (and repaired) either way.
+STRUCTURED_MODES = ("json_schema", "json_object_schema", "json_object", "prompt")
+# What each backend kind does with a schema when nothing else is asked (the cache key's default).
+NATIVE_MODE = {"openai": "json_schema", "litellm": "json_schema", "local": "grammar", "anthropic": "tool"}
+# Modes that put the schema into the prompt.
+PROMPTED_MODES = frozenset({"json_object", "prompt"})
+
+
+# Regex shorthands, for llama.cpp's JSON-Schema-to-grammar converter, which copies them into the
+# grammar as unknown escapes (the server, or the process of the local backend, then dies parsing it).
+_CLASS_SHORTHANDS = {"s": " \\t\\n\\r", "d": "0-9", "w": "A-Za-z0-9_"}
+
+
+def _portable_pattern(pattern: str) -> str:
+    """`pattern` with \\s \\S \\d \\D \\w \\W spelled as character classes (ASCII: what JSON Schema
+    patterns of configs mean in practice; the negated ones without '"' and '\\'). Negated shorthands
+    inside a class are left as they are."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            base = _CLASS_SHORTHANDS.get(nxt.lower())
+            if base is not None and not in_class:  # (a negated one excludes the quote and the backslash: the
+                # converter puts the pattern between the string's quotes without escaping)
+                out.append(f'[^{base}"\\\\]' if nxt.isupper() else f"[{base}]")
+            elif base is not None and nxt.islower():
+                out.append(base)
+            else:
+                out.append(ch + nxt)
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+SMALL_RANGE = 64  # an integer range up to this wide becomes an enum for llama.cpp
+
+
+def portable_schema(schema: Any) -> Any:
+    """A copy of `schema` in the subset llama.cpp's grammar converter enforces (the json_object_schema
+    mode, the local llama.cpp backend): `pattern`s without regex shorthands (see _portable_pattern),
+    and an integer with `minimum` and `maximum` at most SMALL_RANGE apart as the enum of its values
+    (the converter ignores integer bounds)."""
+    if isinstance(schema, list):
+        return [portable_schema(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: _portable_pattern(v) if k == "pattern" and isinstance(v, str) else portable_schema(v)
+        for k, v in schema.items()
+    }
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (
+        schema.get("type") == "integer"
+        and "enum" not in schema
+        and isinstance(low, int)
+        and isinstance(high, int)
+        and 0 <= high - low <= SMALL_RANGE
+    ):
+        out["enum"] = list(range(low, high + 1))
+    return out
+
+
+def schema_instruction(schema: dict) -> str:
+    """The instruction that carries a schema in the prompt."""
+    return "Answer with JSON only, following this JSON Schema:\n" + json.dumps(schema, ensure_ascii=False)
+
+
+def messages_with_schema(messages: list[dict], schema: dict) -> list[dict]:
+    """`messages` with the schema instruction appended to the system turn (or in a new one first)."""
+    instruction = schema_instruction(schema)
+    if messages and messages[0].get("role") == "system":
+        first = {**messages[0], "content": f"{messages[0].get('content', '')}\n\n{instruction}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": instruction}, *messages]
+
+
+_STRUCTURED_WORDS = re.compile(r"response_format|json_schema|json_object|\bschema\b|grammar", re.IGNORECASE)
+
+
+def mentions_structured(text: str) -> bool:
+    """True when an error message names the structured-output part of a request."""
+    return bool(_STRUCTURED_WORDS.search(text))
+
+
+PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "boolean"}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+
+
+def probe_request(model: str, mode: str | None = None) -> ChatRequest:
+    """The tiny request with a schema that finds (or checks) a structured mode."""
+    return ChatRequest.prompt(
+        'Is water wet? Answer in JSON: {"answer": true} or {"answer": false}.',
+        model=model,
+        json_schema=PROBE_SCHEMA,
+        schema_name="probe",
+        max_tokens=24,
+        temperature=0.0,
+        structured=mode,
+    )
 
 
 def repair_message(error: str, schema: dict | None) -> str:

@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,9 +107,21 @@ class ScriptedServer:
     """Real HTTP/1.1 server on 127.0.0.1 (port 0 = a free one); start/stop or use as a context manager."""
 
     def __init__(
-        self, responder: Responder | None = None, replies: list[Reply] = (), record: bool = True, port: int = 0
+        self,
+        responder: Responder | None = None,
+        replies: list[Reply] = (),
+        record: bool = True,
+        port: int = 0,
+        formats: Collection[str] | None = None,
+        format_status: int = 500,
     ):
+        """formats: the structured-output shapes accepted ("json_schema", "json_object_schema",
+        "json_object"; None: all). A request with another `response_format` gets a `format_status`
+        answer with a request-validation message, as servers that know only some shapes send
+        (llama.cpp's: 500, "Input should be 'text' or 'json_object'")."""
         self.responder = responder
+        self.formats = None if formats is None else frozenset(formats)
+        self.format_status = format_status
         self.record = record
         self._queue: collections.deque[Reply] = collections.deque(replies)
         self._requested_port = port
@@ -271,6 +283,13 @@ class ScriptedServer:
         try:
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
                 return 400, json_type, _error_body(400, "body must be a JSON object with 'messages'", anthropic)
+            shape = _format_shape(body.get("response_format"))
+            if shape is not None and self.formats is not None and shape not in self.formats:
+                message = (
+                    "1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                    f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{shape}'}}"
+                )
+                return self.format_status, json_type, _error_body(self.format_status, message, anthropic)
             reply = self._next_reply(body)
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
@@ -288,6 +307,15 @@ class ScriptedServer:
         usage = reply.usage or (_words(body["messages"]), len(content.split()))
         make = _anthropic_body if anthropic else _openai_body
         return 200, out_headers, make(body, content, usage, reply.finish_reason)
+
+
+def _format_shape(fmt: Any) -> str | None:
+    """The structured-output shape of a response_format (None: none, or plain text)."""
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return None
+    if fmt.get("type") == "json_object":
+        return "json_object_schema" if "schema" in fmt else "json_object"
+    return str(fmt.get("type"))
 
 
 def _last_user_text(messages: list) -> str:

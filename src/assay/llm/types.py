@@ -31,6 +31,8 @@ class ChatRequest:
         client validates locally either way); schema_name names it for the provider.
     extra: provider parameters sent with the request. Keys starting with "_" are not sent: they only
         enter the cache key (e.g. {"_candidate": 3} asks for a fresh sample of an otherwise equal request).
+    structured: how json_schema travels (structured.STRUCTURED_MODES); None: the backend's own way
+        (structured.NATIVE_MODE). The client sets it from LLMSettings.structured.
     """
 
     model: str
@@ -42,6 +44,7 @@ class ChatRequest:
     json_schema: dict | None = None
     schema_name: str = "response"
     extra: dict[str, Any] = field(default_factory=dict)
+    structured: str | None = None
 
     @classmethod
     def prompt(cls, text: str, *, system: str | None = None, model: str = "", **params: Any) -> ChatRequest:
@@ -105,11 +108,33 @@ class ChatResponse:
         )
 
 
-class LLMError(AssayError):
-    """An LLM call failed for good (bad request, bad key, retries exhausted). One line, never a key."""
+# Kinds of LLMError that no retry and no later row can cure: the same request fails the same way
+# every time (`permanent`), so a pipeline stops after a few of them in a row (pipeline/runner.py).
+PERMANENT_KINDS = frozenset({"validation", "unknown_model", "not_found", "auth", "content_policy", "client_error"})
 
-    def __init__(self, message: str):
+
+class LLMError(AssayError):
+    """An LLM call failed for good (bad request, bad key, retries exhausted). One line, never a key.
+
+    kind: what failed, when known: "validation" (the endpoint rejected the request's shape),
+    "unknown_model", "not_found" (no such route: a wrong api_base), "auth", "content_policy",
+    "client_error" (another 4xx), "exhausted" (retries spent on transient failures) or None.
+    fix: one sentence telling the user what to change, shown after the message by the pipelines.
+    """
+
+    def __init__(self, message: str, kind: str | None = None, fix: str | None = None):
         super().__init__(" ".join(str(message).split()))
+        self.kind = kind
+        self.fix = fix
+
+    @property
+    def permanent(self) -> bool:
+        """True when repeating the request cannot succeed (see PERMANENT_KINDS)."""
+        return self.kind in PERMANENT_KINDS
+
+    def with_message(self, message: str) -> LLMError:
+        """The same error (kind, fix) with another message."""
+        return LLMError(message, self.kind, self.fix)
 
 
 class RetryableLLMError(Exception):

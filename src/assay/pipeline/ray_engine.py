@@ -33,7 +33,7 @@ from typing import Any
 
 from assay.errors import AssayError
 from assay.io import atomic_write_text
-from assay.pipeline.runner import RowSink, RunStats, error_text, plan_rows
+from assay.pipeline.runner import RowSink, RunStats, error_text, permanence, plan_rows
 from assay.pipeline.usage import usage_delta, usage_sum
 
 
@@ -84,7 +84,7 @@ def run_jobs(step: Any) -> tuple[dict[str, RunStats], dict[str, Any] | None]:
                     if row["ok"]:
                         sink.written(row["row_id"], json.loads(row["line"]), row["line"])
                     else:
-                        sink.failed(row["row_id"], row["error"])
+                        sink.failed(row["row_id"], row["error"], row["permanent"], row["fix"] or None)
                 reach(len(jobs))
         except (AssayError, KeyboardInterrupt):
             raise
@@ -174,7 +174,16 @@ class StepWorker:
         self.step.refresh()
         rows = [json.loads(text) for text in batch["text"]]
         results = self.loop.run_until_complete(self._process(rows))
-        out: dict[str, list] = {"job": [], "row_id": [], "ok": [], "line": [], "error": [], "usage": []}
+        out: dict[str, list] = {
+            "job": [],
+            "row_id": [],
+            "ok": [],
+            "line": [],
+            "error": [],
+            "permanent": [],
+            "fix": [],
+            "usage": [],
+        }
         for path, row, (ok, value) in zip(batch["path"], rows, results, strict=True):
             out["job"].append(int(Path(str(path)).name.split("-")[0]))
             out["row_id"].append(str(row["row_id"]))
@@ -182,7 +191,10 @@ class StepWorker:
             if ok:  # the line the local runner would write: the row with its row_id
                 value.setdefault("row_id", str(row["row_id"]))
             out["line"].append(json.dumps(value, ensure_ascii=False) if ok else "")
-            out["error"].append("" if ok else value)
+            out["error"].append("" if ok else error_text(value))
+            permanent, fix = (False, None) if ok else permanence(value)
+            out["permanent"].append(permanent)
+            out["fix"].append(fix or "")
             out["usage"].append("")
         for client in self.step.clients():
             if client.cache is not None:
@@ -201,6 +213,6 @@ class StepWorker:
                 try:
                     return True, await self.step.process(row)
                 except Exception as exc:  # a row's failure is the row's, as in the local runner
-                    return False, error_text(exc)
+                    return False, exc
 
         return await asyncio.gather(*(one(row) for row in rows))

@@ -51,6 +51,12 @@ class RunnerSettings(Section):
     max_error_rate: float = Field(0.25, gt=0, le=1, description="Abort when the EWMA error rate exceeds this.")
     ewma_alpha: float = Field(0.1, gt=0, le=1, description="Weight of the newest row in the error-rate EWMA.")
     min_rows: int = Field(8, ge=1, description="Rows finished before the monitor may abort.")
+    stop_after_permanent: int = Field(
+        3,
+        ge=0,
+        description="Stop when this many rows in a row fail with the same permanent error (a request the "
+        "endpoint rejects, an unknown model, a bad key), which no retry can fix; 0: never.",
+    )
     progress: bool = True
     engine: Literal["local", "ray"] = Field(
         "local",
@@ -166,7 +172,8 @@ async def arun_rows(
                 for task in finished:
                     rid = pending.pop(task)
                     if task.exception() is not None:
-                        sink.failed(rid, error_text(task.exception()))
+                        exc = task.exception()
+                        sink.failed(rid, error_text(exc), *permanence(exc))
                     else:
                         sink.written(rid, task.result())
                 launch()
@@ -222,6 +229,13 @@ def error_text(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def permanence(exc: BaseException) -> tuple[bool, str | None]:
+    """(permanent, fix) of a row's error: see AssayError."""
+    if isinstance(exc, AssayError):
+        return bool(exc.permanent), exc.fix
+    return False, None
+
+
 class RowSink:
     """Where the finished rows of a run go, whatever ran them (the asyncio runner here, the Ray
     engine's actors): a result is appended to the output whole and flushed, then `on_written(result)`;
@@ -240,6 +254,7 @@ class RowSink:
         self.errors_path = errors_file(out_path)
         self.on_written = on_written
         self.monitor = ErrorRateMonitor(settings.max_error_rate, settings.ewma_alpha, settings.min_rows)
+        self._streak: tuple[str | None, int] = (None, 0)  # (permanent error, rows in a row with it)
 
     def __enter__(self) -> RowSink:
         self.start = time.perf_counter()
@@ -264,15 +279,30 @@ class RowSink:
         result.setdefault("row_id", rid)
         append_line(self.out, line if line is not None else json.dumps(result, ensure_ascii=False), self.out_path)
         self.stats.written += 1
+        self._streak = (None, 0)
         if self.on_written is not None:
             self.on_written(result)
         self._count(False)
 
-    def failed(self, rid: str, message: str) -> None:
+    def failed(self, rid: str, message: str, permanent: bool = False, fix: str | None = None) -> None:
+        """Record a failed row. `permanent` (see AssayError): after `stop_after_permanent` rows in a
+        row with the same such error the run stops, with `fix` in its one-line error."""
         self.stats.failed += 1
         self.stats.errors.append(f"{rid}: {message}")
         with open(self.errors_path, "ab", buffering=0) as ef:
             append_line(ef, json.dumps({"row_id": rid, "error": message}), self.errors_path)
+        same = message if permanent else None  # (identical: a prompt too long for the context differs per row)
+        count = self._streak[1] + 1 if same is not None and same == self._streak[0] else int(same is not None)
+        self._streak = (same, count)
+        limit = self.settings.stop_after_permanent
+        if limit and count >= limit:
+            self.advance(1, info=f"{self.stats.failed} failed")
+            head = f"{fix}. Stopped" if fix else "stopped"
+            raise PipelineAborted(
+                f"{self.description}: {head} after {count} rows in a row failed with the same error, which "
+                f"no retry can fix: {message} ({self.stats.written} rows written to {self.out_path}, resumable "
+                "with --resume)"
+            )
         self._count(True)
 
     def _count(self, failed: bool) -> None:

@@ -8,10 +8,11 @@ function -- and `run_step` does the rest, always in this order:
        is written; with --overwrite, the step's extra files are removed (`Step.stale_files`)
     2. `Step.setup()` (build scorers, load a policy, read or check the inputs: what may fail on bad
        input fails here, before anything is written)
-    3. write `run_config.json`: the step's non-secret settings
-    4. open one LLM client (when the step has LLM settings), `Step.start()`, and run every job
-       through the row runner (`runner.arun_rows`: concurrency, resume, errors file, error-rate
-       monitor, progress)
+    3. open one LLM client (when the step has LLM settings); for a step whose requests carry a JSON
+       Schema, find the structured-output mode the endpoint takes (`Step.sends_schema`); write
+       `run_config.json`: the step's non-secret settings (and that mode)
+    4. `Step.start()`, and run every job through the row runner (`runner.arun_rows`: concurrency,
+       resume, errors file, error-rate monitor, early stop on repeated permanent errors, progress)
     5. close the client and the step's resources, then `Step.finish()` builds the summary, which
        gets the runner's figures per job and the LLM usage of this run
 
@@ -86,6 +87,12 @@ class Step:
 
     def setup(self) -> None:
         """After the guard, before run_config.json: build what the rows need."""
+
+    def sends_schema(self) -> bool:
+        """True when the step's requests carry a JSON Schema: the structured-output mode in use is
+        found before the rows (`LLMClient.resolve_structured_mode`) and reported in run_config.json
+        and the summary."""
+        return False
 
     def jobs(self) -> list[Job]:
         raise NotImplementedError
@@ -187,43 +194,56 @@ async def arun_step(step: Step, client=None) -> dict[str, Any]:
     if step.llm is not None:
         sections["llm"] = step.llm.public_dict()
     sections["runner"] = step.runner.model_dump()
-    write_run_config(step.out_dir, step.name, sections, step.run_info())
-    if ray:
-        from assay.pipeline.ray_engine import run_jobs
-
-        try:
-            stats, usage = run_jobs(step)
-        finally:
-            await step.close()
-        summary = step.finish(stats)
-        if usage is not None:
-            summary["usage"] = usage
-        track_summary(step, sections, summary)
-        return summary
-
     own = client is None and step.llm is not None
     if own:
         from assay.llm.client import LLMClient
 
         client = LLMClient(step.llm)
-    step.client = client
-    step.start()
-    before = client.usage.summary() if client is not None else None
-    stats: dict[str, RunStats] = {}
     try:
-        for job in step.jobs():
-            stats[job.description] = await arun_rows(
-                job.rows, step.process, job.out, step.runner, job.description, on_written=step.written
-            )
-    finally:
-        try:
-            await step.close()
-        finally:
-            if own:
+        if client is not None and step.sends_schema():
+            # (before any row: an endpoint that takes no structured mode at all fails here, once)
+            sections["llm"]["structured_mode"] = await client.resolve_structured_mode()
+        write_run_config(step.out_dir, step.name, sections, step.run_info())
+        if ray:
+            if own:  # each actor opens its own client (and finds the mode in the shared cache)
                 await client.aclose()
+                own, client = False, None
+            return await _run_ray(step, sections)
+        step.client = client
+        step.start()
+        before = client.usage.summary() if client is not None else None
+        stats: dict[str, RunStats] = {}
+        try:
+            for job in step.jobs():
+                stats[job.description] = await arun_rows(
+                    job.rows, step.process, job.out, step.runner, job.description, on_written=step.written
+                )
+        finally:
+            await step.close()
+    finally:
+        if own:
+            await client.aclose()
     summary = step.finish(stats)
     if client is not None:
         summary["usage"] = usage_delta(before, client.usage.summary())
+        if step.sends_schema():
+            summary["structured_mode"] = client.known_mode()
+    track_summary(step, sections, summary)
+    return summary
+
+
+async def _run_ray(step: Step, sections: dict[str, Any]) -> dict[str, Any]:
+    from assay.pipeline.ray_engine import run_jobs
+
+    try:
+        stats, usage = run_jobs(step)
+    finally:
+        await step.close()
+    summary = step.finish(stats)
+    if usage is not None:
+        summary["usage"] = usage
+    if "structured_mode" in sections.get("llm", {}):
+        summary["structured_mode"] = sections["llm"]["structured_mode"]
     track_summary(step, sections, summary)
     return summary
 

@@ -136,6 +136,9 @@ class MusicConfigsStep(SplitFilesStep):
     def run_info(self) -> dict[str, Any]:
         return super().run_info() | {"prompt_profile": resolve(self.config.prompt_profile, self.llm.model, "configs")}
 
+    def sends_schema(self) -> bool:
+        return self.llm.guided
+
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         import asyncio
 

@@ -251,6 +251,9 @@ class VibesStep(Step):
     def run_info(self) -> dict[str, Any]:
         return {"inputs": [str(p) for p in self.files], "prompt_profile": self.profile}
 
+    def sends_schema(self) -> bool:
+        return True
+
     def jobs(self) -> list[Job]:
         return [Job(self.rows, self.out_dir / PROGRESS, "vibes")]
 

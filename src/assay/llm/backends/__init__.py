@@ -8,7 +8,8 @@
 A backend raises `RetryableLLMError` for failures worth retrying (429, 5xx, timeouts, connection
 errors) and `LLMError` for the rest. `make_backend` picks one from the model string:
 
-    local/NAME         assay.llm.local.LocalBackend (no network)
+    local/NAME         the local model, no network: each request on llama.cpp (LlamaCppBackend) or
+                       transformers (LocalBackend), as settings.local_backend and the client say
     anthropic/NAME     the anthropic SDK (api_base: an Anthropic-compatible server)
     openai/NAME        the openai SDK (api_base: any OpenAI-compatible server); so is any model
                        when api_base is given; settings.transport="lean" swaps the SDK for
@@ -46,10 +47,10 @@ def make_backend(settings: LLMSettings, api_key=_UNSET, env: dict[str, str] | No
     kind = backend_kind(settings.model, settings.api_base)
     if kind == "local":
         try:
-            from assay.llm.local import LocalBackend
+            from assay.llm.local import local_backend
         except ImportError as exc:
             raise LLMError(f"the local model backend is not available ({exc})") from None
-        return LocalBackend(settings.model.split("/", 1)[1])
+        return local_backend(settings.model.split("/", 1)[1])
     if env is None:
         env = read_env_file(settings.env_file) if settings.env_file else {}
     if api_key is _UNSET:

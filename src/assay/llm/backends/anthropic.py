@@ -13,6 +13,7 @@ import json
 import time
 
 from assay.llm.backends.http import close_quietly, http_client, status_error
+from assay.llm.structured import schema_instruction
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Secrets, Usage, redact
 
 DEFAULT_MAX_TOKENS = 4096
@@ -38,7 +39,9 @@ def request_kwargs(request: ChatRequest) -> dict:
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
     }
     schema = request.json_schema
-    if schema is not None and schema.get("type") == "object":
+    if schema is not None and request.structured == "prompt":
+        system.append(schema_instruction(schema))
+    elif schema is not None and schema.get("type") == "object":
         kwargs["tools"] = [
             {
                 "name": request.schema_name,
@@ -48,7 +51,7 @@ def request_kwargs(request: ChatRequest) -> dict:
         ]
         kwargs["tool_choice"] = {"type": "tool", "name": request.schema_name}
     elif schema is not None:
-        system.append("Answer with JSON only, following this JSON Schema:\n" + json.dumps(schema))
+        system.append(schema_instruction(schema))
     if system:
         kwargs["system"] = "\n\n".join(system)
     return kwargs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import re
 import urllib.parse
 import urllib.request
 
@@ -107,17 +108,53 @@ def http_client(max_connections: int, timeout_s: float, module: str = "httpx"):
     return hx.AsyncClient(transport=transport_class(module)(max_connections), timeout=timeout_s)
 
 
+# What a request-validation message says, whatever the server (FastAPI/pydantic, OpenAI, vLLM,
+# llama.cpp, LiteLLM): a 5xx with such a body is a rejected request, not a server failure.
+_VALIDATION = re.compile(
+    r"validation error|input should be|field required|extra inputs are not permitted|unrecognized request "
+    r"argument|invalid[ _]request|invalid_request_error|is not supported|unsupported|not allowed|"
+    r"literal_error|value_error|unprocessable|'loc':|\"loc\":|invalid value|invalid type|must be one of",
+    re.IGNORECASE,
+)
+_CONTENT_POLICY = re.compile(r"content[ _]?policy|content[ _]?management|content[ _]?filter|safety system", re.I)
+_MODEL = re.compile(r"\bmodels?\b", re.IGNORECASE)
+
+
+def is_validation_message(text: str) -> bool:
+    """True when an error body reads as a rejected request (see _VALIDATION)."""
+    return bool(_VALIDATION.search(text))
+
+
 def status_error(status: int, message: str, headers=None, secret: Secrets = None) -> Exception:
-    """The exception for an HTTP error answer: retryable (408/409/429/5xx) or an LLMError.
+    """The exception for an HTTP error answer: retryable (408/409/429, a 5xx that is not a rejected
+    request) or a permanent LLMError with its kind and a fix (types.PERMANENT_KINDS).
 
     The server's text is kept short and scrubbed of the key; for 401/403 it is dropped (some
     servers echo the rejected key). `secret`: the key, or every key to scrub."""
     if status in (401, 403):
-        return LLMError(f"HTTP {status}: the server rejected the API key (check --api-key-env / --env-file)")
+        return LLMError(
+            f"HTTP {status}: the server rejected the API key",
+            kind="auth",
+            fix="check --api-key-env / --env-file (and that the key is for this endpoint)",
+        )
     text = redact(" ".join(str(message).split()), secret)[:300]
-    if is_retryable_status(status):
+    if _CONTENT_POLICY.search(text) and status < 500:
+        return LLMError(f"HTTP {status}: {text}", kind="content_policy", fix="the provider refused the content")
+    if is_retryable_status(status) and not (status >= 500 and is_validation_message(text)):
         return RetryableLLMError(f"HTTP {status}: {text}", status=status, retry_after=parse_retry_after(headers))
-    return LLMError(f"HTTP {status}: {text}")
+    if status == 404:
+        if _MODEL.search(text):
+            return LLMError(
+                f"HTTP 404: {text}",
+                kind="unknown_model",
+                fix="`assay llm check --model M --api-base URL` lists the models the endpoint serves",
+            )
+        return LLMError(
+            f"HTTP 404: {text}", kind="not_found", fix="check --api-base (an OpenAI-compatible one usually ends in /v1)"
+        )
+    if status in (400, 422) or is_validation_message(text):
+        return LLMError(f"HTTP {status}: {text}", kind="validation")
+    return LLMError(f"HTTP {status}: {text}", kind="client_error")
 
 
 async def close_quietly(closer) -> None:

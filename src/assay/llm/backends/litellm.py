@@ -15,7 +15,7 @@ import logging
 import os
 import time
 
-from assay.llm.backends.openai_compat import map_sdk_error
+from assay.llm.backends.openai_compat import map_sdk_error, request_messages, response_format
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, RedactingFilter, Usage, known_secrets
 
 LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
@@ -61,7 +61,7 @@ class LiteLLMBackend:
         model = request.model.removeprefix("litellm/")
         kwargs: dict = {
             "model": model,
-            "messages": request.messages,
+            "messages": request_messages(request),
             "temperature": request.temperature,
             "timeout": self._timeout_s,
             "num_retries": 0,
@@ -77,11 +77,9 @@ class LiteLLMBackend:
         for name in ("max_tokens", "top_p", "seed"):
             if getattr(request, name) is not None:
                 kwargs[name] = getattr(request, name)
-        if request.json_schema is not None:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": request.schema_name, "schema": request.json_schema, "strict": False},
-            }
+        fmt = response_format(request)
+        if fmt is not None:
+            kwargs["response_format"] = fmt
         kwargs.update(request.provider_extra())
         started = time.perf_counter()
         try:

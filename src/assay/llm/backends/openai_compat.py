@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from assay.llm.backends.http import close_quietly, http_client, new_session, proxy_for, status_error
+from assay.llm.structured import PROMPTED_MODES, STRUCTURED_MODES, messages_with_schema, portable_schema
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, RetryableLLMError, Secrets, Usage, redact
 
 OPENAI_BASE = "https://api.openai.com/v1"
@@ -22,11 +23,34 @@ def model_name(model: str) -> str:
     return model.removeprefix("openai/")
 
 
+def response_format(request: ChatRequest) -> dict[str, Any] | None:
+    """The `response_format` of a request with a JSON Schema, in its structured mode (None: no
+    response_format, or no schema)."""
+    schema = request.json_schema
+    mode = request.structured or "json_schema"
+    if schema is None or mode == "prompt":
+        return None
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": request.schema_name, "schema": schema, "strict": False}}
+    if mode == "json_object_schema":  # (llama.cpp's shape; its grammar converter needs portable patterns)
+        return {"type": "json_object", "schema": portable_schema(schema)}
+    if mode == "json_object":
+        return {"type": "json_object"}
+    raise LLMError(f"unknown structured-output mode {mode!r}: use one of {', '.join(STRUCTURED_MODES)}")
+
+
+def request_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The messages sent: with the schema in the prompt for the modes that carry it there."""
+    if request.json_schema is not None and request.structured in PROMPTED_MODES:
+        return messages_with_schema(request.messages, request.json_schema)
+    return request.messages
+
+
 def request_body(request: ChatRequest) -> dict[str, Any]:
     """The chat-completions JSON body (without the provider extras)."""
     body: dict[str, Any] = {
         "model": model_name(request.model),
-        "messages": request.messages,
+        "messages": request_messages(request),
         "temperature": request.temperature,
     }
     if request.max_tokens is not None:
@@ -35,12 +59,36 @@ def request_body(request: ChatRequest) -> dict[str, Any]:
         body["top_p"] = request.top_p
     if request.seed is not None:
         body["seed"] = request.seed
-    if request.json_schema is not None:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": request.schema_name, "schema": request.json_schema, "strict": False},
-        }
+    fmt = response_format(request)
+    if fmt is not None:
+        body["response_format"] = fmt
     return body
+
+
+async def list_models(api_base: str | None, api_key: str | None, timeout_s: float) -> list[str]:
+    """The ids of GET {api_base}/models. LLMError (with its kind) when the endpoint cannot say."""
+    import aiohttp
+
+    url = (api_base or OPENAI_BASE).rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {api_key or 'not-needed'}"}
+    try:
+        async with (
+            new_session(1) as session,
+            session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s), proxy=proxy_for(url)
+            ) as resp,
+        ):
+            raw = await resp.read()
+            status = resp.status
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise LLMError(redact(f"cannot reach {url}: {type(exc).__name__}: {exc}", api_key)[:300]) from None
+    if status >= 400:
+        error = status_error(status, raw[:300].decode("utf-8", "replace"), None, api_key)
+        raise error if isinstance(error, LLMError) else LLMError(str(error))
+    try:
+        return [str(item["id"]) for item in json.loads(raw)["data"]]
+    except (ValueError, KeyError, TypeError):
+        raise LLMError(f"{url} did not answer with a model list") from None
 
 
 def map_sdk_error(exc: Exception, secret: Secrets) -> Exception:
@@ -54,7 +102,11 @@ def map_sdk_error(exc: Exception, secret: Secrets) -> Exception:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         response = getattr(exc, "response", None)
-        return status_error(status, getattr(exc, "message", str(exc)), getattr(response, "headers", None), secret)
+        body = getattr(exc, "body", None)  # the SDK's parsed `error` object: its message without the repr around it
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message.strip():
+            message = getattr(exc, "message", str(exc))
+        return status_error(status, message, getattr(response, "headers", None), secret)
     return LLMError(redact(f"{type(exc).__name__}: {exc}", secret)[:300])
 
 

@@ -24,6 +24,7 @@ import torch
 from assay.llm.local.guided import GuidedOptions, compile_schema, generate_json
 from assay.llm.local.runtime import LocalModel, load_model, resolve
 from assay.llm.local.session import KVSession
+from assay.llm.structured import messages_with_schema
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, Usage
 from assay.sampling import penalize, pick
 
@@ -51,7 +52,7 @@ class LocalBackend:
     def __init__(self, model: str, threads: int | None = None):
         resolve(model)  # fail now, with a one-line LLMError, on a bad name or path
         self.model = model
-        self.threads = threads if threads is not None else _env_threads()
+        self.threads = threads if threads is not None else env_threads()
         self.last_stats: dict[str, float] = {}
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -65,11 +66,15 @@ class LocalBackend:
 
     def complete_sync(self, request: ChatRequest) -> ChatResponse:
         """The blocking call `complete` runs in a worker thread."""
-        grammar = compile_schema(request.json_schema) if request.json_schema is not None else None
         if not request.messages:
             raise LLMError("a chat request needs at least one message")
-        string_tokens = _string_cap(request.extra.get("max_string_tokens", DEFAULT_STRING_TOKENS))
-        guards = _guards(request.extra)
+        grammar = None
+        if request.json_schema is not None and request.structured == "prompt":  # the schema in the prompt only
+            request = request.replace(messages=messages_with_schema(request.messages, request.json_schema))
+        elif request.json_schema is not None:
+            grammar = compile_schema(request.json_schema)
+        string_tokens = string_cap(request.extra.get("max_string_tokens", DEFAULT_STRING_TOKENS))
+        guards = guards_of(request.extra)
         lm = self.load()
         started = time.perf_counter()
         with lm.lock:
@@ -134,7 +139,8 @@ class LocalBackend:
         )
 
 
-def _env_threads() -> int | None:
+def env_threads() -> int | None:
+    """The thread count $ASSAY_LOCAL_THREADS asks for (None: the runtime's default)."""
     value = os.environ.get(THREADS_ENV, "").strip()
     if not value:
         return None
@@ -143,7 +149,8 @@ def _env_threads() -> int | None:
     return int(value)
 
 
-def _string_cap(value) -> int | None:
+def string_cap(value) -> int | None:
+    """The request's `max_string_tokens` (None or <= 0: no cap), or a one-line LLMError."""
     if value is None:
         return None
     try:
@@ -181,7 +188,7 @@ def prompt_ids(tokenizer, messages: list[dict]) -> tuple[list[int], int]:
     return ids, prefix_len
 
 
-def _guards(extra: dict) -> dict[str, float | int]:
+def guards_of(extra: dict) -> dict[str, float | int]:
     """The loop guards a request asks for (`extra`: repetition_penalty, no_repeat_ngram_size)."""
     try:
         penalty = float(extra.get("repetition_penalty", 1.0))

@@ -97,15 +97,19 @@ def gguf_path() -> Path:
 
 
 def resolve(spec: str) -> Path:
-    """The file or directory a model spec names: 'smollm2' (the GGUF) or an HF model directory (with
-    safetensors weights: see check_safetensors)."""
+    """The file or directory a model spec names: 'smollm2' (the shipped GGUF), a .gguf file, or an HF
+    model directory (with safetensors weights: see check_safetensors)."""
     if spec.strip().lower() == SMOLLM2:
         return gguf_path()
     path = Path(spec).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return path.resolve()
     if path.is_dir() and (path / "config.json").is_file():
         check_safetensors(path)
         return path.resolve()
-    raise LLMError(f"unknown local model {spec!r}: use 'smollm2' or a Hugging Face model directory with a config.json")
+    raise LLMError(
+        f"unknown local model {spec!r}: use 'smollm2', a .gguf file or a Hugging Face model directory (config.json)"
+    )
 
 
 def check_safetensors(path: Path) -> None:
