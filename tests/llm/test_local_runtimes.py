@@ -83,7 +83,8 @@ def test_the_client_marks_the_requests_llamacpp_serves(monkeypatch):
 
     client = LLMClient(LLMSettings(model="local/smollm2"))
     try:
-        assert client._runtime(guided=False) == "llamacpp" and client._runtime(guided=True) == "transformers"
+        assert client._runtime_extra(guided=False) == {local.RUNTIME_KEY: "llamacpp"}
+        assert client._runtime_extra(guided=True) == {}  # transformers: no mark
     finally:
         client.close()
 

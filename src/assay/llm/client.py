@@ -45,8 +45,6 @@ from assay.llm.structured import (
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, known_secrets, redact
 from assay.llm.usage import UsageTracker
 
-RUNTIME_KEY = "_runtime"  # = assay.llm.local.RUNTIME_KEY (not imported here: that loads torch)
-
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -123,8 +121,7 @@ class LLMClient:
             guided = request.json_schema is not None and setting != "prompt" and request.structured != "prompt"
             penalty, n = loop_guards(self.settings, guided=guided)
             extra = {"repetition_penalty": penalty, "no_repeat_ngram_size": n} if penalty != 1.0 or n else {}
-            if self._runtime(guided) == "llamacpp":
-                extra[RUNTIME_KEY] = "llamacpp"  # (its answers differ from the transformers runtime's)
+            extra |= self._runtime_extra(guided)
             if extra:
                 request = request.replace(extra={**extra, **request.extra})  # (so the cache key holds them)
         if request.json_schema is None or request.structured is not None:
@@ -149,11 +146,13 @@ class LLMClient:
 
         return await list_models(self.settings.api_base, self._api_key, self.settings.timeout_s)
 
-    def _runtime(self, guided: bool) -> str:
-        """The local model's runtime for a guided or plain request (assay.llm.local.runtime_for)."""
-        from assay.llm.local import runtime_for
+    def _runtime_extra(self, guided: bool) -> dict[str, str]:
+        """The cache-only extra that sends a local request to llama.cpp ({} for transformers: its answers
+        differ, so the cache keys on it); the runtime is assay.llm.local.runtime_for's."""
+        from assay.llm.local import RUNTIME_KEY, runtime_for
 
-        return runtime_for(self.settings.model.split("/", 1)[1], self.settings.local_backend, guided)
+        runtime = runtime_for(self.settings.model.split("/", 1)[1], self.settings.local_backend, guided)
+        return {RUNTIME_KEY: runtime} if runtime == "llamacpp" else {}
 
     # ---- structured-output modes -------------------------------------------------------------
     def _in_mode(self, request: ChatRequest, mode: str) -> ChatRequest:

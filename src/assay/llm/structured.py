@@ -60,10 +60,8 @@ def extract_json(text: str) -> Any:
             candidates.append(stripped[start:end])
     for candidate in dict.fromkeys(c for c in candidates if c):
         for variant in _variants(candidate):
-            for strict in (
-                True,
-                False,
-            ):  # strict=False: raw newlines and tabs inside strings (llama.cpp's grammar lets them through)
+            # strict=False also reads raw line breaks and tabs inside strings (llama.cpp's grammar lets them through)
+            for strict in (True, False):
                 try:
                     return json.loads(variant, strict=strict)
                 except ValueError:

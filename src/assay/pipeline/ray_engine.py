@@ -174,16 +174,8 @@ class StepWorker:
         self.step.refresh()
         rows = [json.loads(text) for text in batch["text"]]
         results = self.loop.run_until_complete(self._process(rows))
-        out: dict[str, list] = {
-            "job": [],
-            "row_id": [],
-            "ok": [],
-            "line": [],
-            "error": [],
-            "permanent": [],
-            "fix": [],
-            "usage": [],
-        }
+        columns = ("job", "row_id", "ok", "line", "error", "permanent", "fix", "usage")
+        out: dict[str, list] = {name: [] for name in columns}
         for path, row, (ok, value) in zip(batch["path"], rows, results, strict=True):
             out["job"].append(int(Path(str(path)).name.split("-")[0]))
             out["row_id"].append(str(row["row_id"]))

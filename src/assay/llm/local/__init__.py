@@ -19,11 +19,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from assay.llm.local.backend import THREADS_ENV, LocalBackend, context_size, env_threads, prompt_ids  # noqa: E402
 from assay.llm.local.guided import SchemaError, compile_schema  # noqa: E402
-from assay.llm.local.llamacpp import LlamaCppBackend, gguf_for  # noqa: E402
+from assay.llm.local.llamacpp import LlamaCppBackend  # noqa: E402
 from assay.llm.local.llamacpp import available as llamacpp_available  # noqa: E402
 from assay.llm.local.runtime import (  # noqa: E402
     LocalModel,
     dequantised_dir,
+    gguf_for,
     gguf_path,
     hf_directory,
     load_hf_directory,

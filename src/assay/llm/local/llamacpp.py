@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.llm.local.backend import guards_of, string_cap
-from assay.llm.local.runtime import gguf_path
+from assay.llm.local.runtime import gguf_for
 from assay.llm.structured import messages_with_schema, portable_schema
 from assay.llm.types import ChatRequest, ChatResponse, LLMError, Usage
 
@@ -46,17 +46,6 @@ CHARS_PER_TOKEN = 4
 def available() -> bool:
     """True when llama-cpp-python is installed (found without importing it)."""
     return importlib.util.find_spec("llama_cpp") is not None
-
-
-def gguf_for(spec: str) -> Path | None:
-    """The GGUF file a local model spec names ('smollm2' or a path to a .gguf), or None (an HF
-    directory, which llama.cpp cannot load)."""
-    if spec.strip().lower() == "smollm2":
-        return gguf_path()
-    path = Path(spec).expanduser()
-    if path.suffix.lower() == ".gguf" and path.is_file():
-        return path.resolve()
-    return None
 
 
 _loaded: dict[str, LoadedLlama] = {}

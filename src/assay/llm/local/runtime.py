@@ -96,14 +96,24 @@ def gguf_path() -> Path:
     return path
 
 
-def resolve(spec: str) -> Path:
-    """The file or directory a model spec names: 'smollm2' (the shipped GGUF), a .gguf file, or an HF
-    model directory (with safetensors weights: see check_safetensors)."""
+def gguf_for(spec: str) -> Path | None:
+    """The GGUF file a local model spec names ('smollm2': the shipped one, or a path to a .gguf), or
+    None (not a GGUF: an HF directory, which llama.cpp cannot load, or nothing)."""
     if spec.strip().lower() == SMOLLM2:
         return gguf_path()
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         return path.resolve()
+    return None
+
+
+def resolve(spec: str) -> Path:
+    """The file or directory a model spec names: 'smollm2' (the shipped GGUF), a .gguf file, or an HF
+    model directory (with safetensors weights: see check_safetensors)."""
+    gguf = gguf_for(spec)
+    if gguf is not None:
+        return gguf
+    path = Path(spec).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         check_safetensors(path)
         return path.resolve()
